@@ -1,0 +1,23 @@
+"""fastbp: fast backpropagation for dense neural networks."""
+
+from fastbp.layers import (
+    ELU,
+    GELU,
+    Dense,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
+from fastbp.losses import L1, MSE, BinaryCrossEntropy, Huber, SoftmaxCrossEntropy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BinaryCrossEntropy", "Dense", "Dropout", "ELU", "GELU", "Huber", "Identity", "L1", "LeakyReLU",
+    "MSE", "ReLU", "Sigmoid", "SiLU", "SoftmaxCrossEntropy", "Softplus", "Tanh", "__version__",
+]

@@ -1,0 +1,1 @@
+"""Compiled kernels. The Python API never loops over elements; everything here does."""
