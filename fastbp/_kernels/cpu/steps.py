@@ -1,0 +1,153 @@
+"""Whole passes over a network described by its plan: forward, backward, loss and gradient.
+
+Every function takes the plan (li: int columns, lf: float columns, gu: global units; see
+fastbp._kernels.plan), the flat buffers and a flat workspace. One compiled version per dtype serves
+every architecture. Nothing here allocates: every array is a view into params, grads or the workspace.
+"""
+
+import numpy as np
+
+from fastbp._kernels import plan as P
+from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
+from fastbp._kernels.cpu.losses import loss_and_output_grad
+from fastbp._kernels.jit import njit
+
+
+@njit
+def region(ws, capacity, unit, rows, cols):
+    """The (rows, cols) view of the workspace region that starts at `unit` row units."""
+    start = capacity * unit
+    return ws[start:start + rows * cols].reshape((rows, cols))
+
+
+@njit
+def weights(params, li, layer):
+    n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
+    w = li[layer, P.W_OFF]
+    b = li[layer, P.B_OFF]
+    return params[w:w + n_in * n_out].reshape((n_in, n_out)), params[b:b + n_out]
+
+
+@njit
+def _mix64(x):
+    """splitmix64's finaliser: a well-mixed 64-bit hash of x."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@njit
+def fill_dropout_mask(mask, p, seed, step, layer):
+    """mask[i] = 0 with probability p, else 1/(1-p). Counter-based (seed, step, layer, index), so
+    the mask does not depend on thread count or on how steps are split into chunks."""
+    t = mask.dtype.type
+    keep = t(1.0 / (1.0 - p))
+    zero = t(0)
+    rows, cols = mask.shape
+    base = _mix64(np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(step))
+    base = _mix64(base + np.uint64(layer) * np.uint64(0xD1B54A32D192ED03))
+    for i in range(rows):
+        for j in range(cols):
+            h = _mix64(base + np.uint64(i * cols + j))
+            u = float(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+            mask[i, j] = zero if u < p else keep
+
+
+@njit
+def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
+    """Run the network on X (rows, n_in); returns a view of the output (rows, n_out).
+
+    With training=True, dropout layers draw their masks from (seed, step) and write a dropped-out
+    copy of their input; otherwise dropout is the identity and costs nothing."""
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    A_in = X
+    n_layers = li.shape[0]
+    for layer in range(n_layers):
+        n_out = li[layer, P.N_OUT]
+        W, b = weights(params, li, layer)
+        Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
+        A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
+        np.dot(A_in, W, Z)
+        bias_activation_forward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, b, A)
+        if training and li[layer, P.MASK_UNIT] >= 0:
+            out = region(ws, capacity, li[layer, P.OUT_UNIT], rows, n_out)
+            mask = region(ws, capacity, li[layer, P.MASK_UNIT], rows, n_out)
+            fill_dropout_mask(mask, lf[layer, P.DROP_P], seed, step, layer)
+            for i in range(rows):
+                for j in range(n_out):
+                    out[i, j] = A[i, j] * mask[i, j]
+            A = out
+        A_in = A
+    return A_in
+
+
+@njit
+def output_delta(li, gu, ws, rows):
+    """The delta buffer that receives dLoss/dOutput for the last layer."""
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    last = li.shape[0] - 1
+    unit = gu[P.DELTA0_UNIT] if last % 2 == 0 else gu[P.DELTA1_UNIT]
+    return region(ws, capacity, unit, rows, li[last, P.N_OUT])
+
+
+@njit
+def backward(li, lf, gu, params, grads, ws, X, rows, training):
+    """Backpropagate the output delta (already in output_delta) through every layer into grads.
+
+    Per layer: D = G * mask * f'(z) fused with db = sum of D's rows; dW = A_prev.T @ D; the next G =
+    D @ W.T. The first layer computes no input gradient."""
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    for layer in range(li.shape[0] - 1, -1, -1):
+        n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
+        here = gu[P.DELTA0_UNIT] if layer % 2 == 0 else gu[P.DELTA1_UNIT]
+        there = gu[P.DELTA1_UNIT] if layer % 2 == 0 else gu[P.DELTA0_UNIT]
+        G = region(ws, capacity, here, rows, n_out)
+        Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
+        A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
+        use_mask = training and li[layer, P.MASK_UNIT] >= 0
+        mask = region(ws, capacity, max(li[layer, P.MASK_UNIT], 0), rows, n_out)
+        dW, db = weights(grads, li, layer)
+        activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, mask, use_mask, db)
+        if layer == 0:
+            A_prev = X
+        else:
+            # Outside training, dropout is the identity and the next layer read A itself.
+            unit = li[layer - 1, P.OUT_UNIT] if training else li[layer - 1, P.A_UNIT]
+            A_prev = region(ws, capacity, unit, rows, n_in)
+        np.dot(A_prev.T, G, dW)
+        if layer > 0:
+            W, _ = weights(params, li, layer)
+            np.dot(G, W.T, region(ws, capacity, there, rows, n_in))
+
+
+@njit
+def weight_penalty(li, params, grads, l1, l2, with_grad):
+    """l1 * sum|W| + l2/2 * sum W^2 over every weight matrix (biases are not penalised); with_grad
+    adds l1 * sign(W) + l2 * W to grads."""
+    total = 0.0
+    if l1 == 0.0 and l2 == 0.0:
+        return total
+    t = params.dtype.type
+    c1, c2, zero = t(l1), t(l2), t(0)
+    for layer in range(li.shape[0]):
+        start = li[layer, P.W_OFF]
+        stop = start + li[layer, P.N_IN] * li[layer, P.N_OUT]
+        for k in range(start, stop):
+            w = params[k]
+            total += l1 * abs(float(w)) + 0.5 * l2 * float(w) * float(w)
+            if with_grad:
+                sign = t(1) if w > zero else (t(-1) if w < zero else zero)
+                grads[k] += c1 * sign + c2 * w
+    return total
+
+
+@njit
+def loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, rows,
+                  training, seed, step):
+    """One forward and backward pass over X (rows, n_in) against Y; fills grads, returns the loss
+    (data term plus weight penalty)."""
+    out = forward(li, lf, gu, params, ws, X, rows, training, seed, step)
+    G = output_delta(li, gu, ws, rows)
+    loss = loss_and_output_grad(loss_code, loss_param, out, Y, G)
+    backward(li, lf, gu, params, grads, ws, X, rows, training)
+    return loss + weight_penalty(li, params, grads, l1, l2, True)
