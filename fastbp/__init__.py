@@ -1,5 +1,7 @@
 """fastbp: fast backpropagation for dense neural networks."""
 
+from fastbp import reference
+from fastbp.gradcheck import gradcheck
 from fastbp.layers import (
     ELU,
     GELU,
@@ -14,10 +16,12 @@ from fastbp.layers import (
     Tanh,
 )
 from fastbp.losses import L1, MSE, BinaryCrossEntropy, Huber, SoftmaxCrossEntropy
+from fastbp.network import Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BinaryCrossEntropy", "Dense", "Dropout", "ELU", "GELU", "Huber", "Identity", "L1", "LeakyReLU",
-    "MSE", "ReLU", "Sigmoid", "SiLU", "SoftmaxCrossEntropy", "Softplus", "Tanh", "__version__",
+    "MSE", "ReLU", "Sequential", "Sigmoid", "SiLU", "SoftmaxCrossEntropy", "Softplus", "Tanh",
+    "__version__", "gradcheck", "reference",
 ]

@@ -52,12 +52,19 @@ def check_features(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.n
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features (columns) but the network's first "
                          f"layer takes {n_features}")
+    return _finite_converted(array, dtype, name)
+
+
+def _finite_converted(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """`array` as C-contiguous `dtype`, rejecting NaN/Inf and values that overflow the dtype."""
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(array)}")
-    converted = np.ascontiguousarray(array, dtype=dtype)
-    if array.dtype.kind != "f" and not np.isfinite(converted).all():
-        raise ValueError(f"{name} contains a value too large for {dtype}: "
-                         f"{_first_nonfinite(converted)}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = np.ascontiguousarray(array, dtype=dtype)
+    if not np.isfinite(converted).all():
+        bad = tuple(np.argwhere(~np.isfinite(converted))[0])
+        raise ValueError(f"{name} holds {array[bad]} at {'row %d' % bad[0]}"
+                         f"{', column %d' % bad[1] if len(bad) > 1 else ''}, too large for {dtype}")
     return converted
 
 
@@ -70,8 +77,6 @@ def check_targets(y, loss, n_rows: int, n_outputs: int, dtype: np.dtype,
         raise ValueError(f"{name} is empty")
     if array.shape[0] != n_rows:
         raise ValueError(f"{name} has {array.shape[0]} rows but X has {n_rows}")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(array)}")
     if loss.integer_targets:
         return _check_labels(array, n_outputs, dtype, name)
     if array.ndim == 1:
@@ -79,9 +84,7 @@ def check_targets(y, loss, n_rows: int, n_outputs: int, dtype: np.dtype,
     if array.ndim != 2 or array.shape[1] != n_outputs:
         raise ValueError(f"{name} must have shape ({n_rows}, {n_outputs}) to match the network's "
                          f"{n_outputs} outputs, got shape {array.shape}")
-    if array.dtype == bool:
-        array = array.astype(dtype)
-    converted = np.ascontiguousarray(array, dtype=dtype)
+    converted = _finite_converted(array, dtype, name)
     if loss.name == "binary_cross_entropy" and ((converted < 0) | (converted > 1)).any():
         bad = np.argwhere((converted < 0) | (converted > 1))[0]
         raise ValueError(f"{name} for binary cross-entropy must lie in [0, 1], got "
@@ -98,6 +101,8 @@ def _check_labels(array: np.ndarray, n_classes: int, dtype: np.dtype, name: str)
     if array.dtype == bool:
         raise TypeError(f"{name} must hold integer class labels, got booleans")
     if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(array)}")
         fractional = array != np.round(array)
         if fractional.any():
             row = int(np.argmax(fractional))
