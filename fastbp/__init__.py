@@ -1,6 +1,6 @@
 """fastbp: fast backpropagation for dense neural networks."""
 
-from fastbp import reference
+from fastbp import callbacks, optim, reference, schedules
 from fastbp.gradcheck import gradcheck
 from fastbp.layers import (
     ELU,
@@ -23,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BinaryCrossEntropy", "Dense", "Dropout", "ELU", "GELU", "Huber", "Identity", "L1", "LeakyReLU",
     "MSE", "ReLU", "Sequential", "Sigmoid", "SiLU", "SoftmaxCrossEntropy", "Softplus", "Tanh",
-    "__version__", "gradcheck", "reference",
+    "__version__", "callbacks", "gradcheck", "optim", "reference", "schedules",
 ]

@@ -63,8 +63,8 @@ def _finite_converted(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarr
         converted = np.ascontiguousarray(array, dtype=dtype)
     if not np.isfinite(converted).all():
         bad = tuple(np.argwhere(~np.isfinite(converted))[0])
-        raise ValueError(f"{name} holds {array[bad]} at {'row %d' % bad[0]}"
-                         f"{', column %d' % bad[1] if len(bad) > 1 else ''}, too large for {dtype}")
+        column = f", column {bad[1]}" if len(bad) > 1 else ""
+        raise ValueError(f"{name} holds {array[bad]} at row {bad[0]}{column}, too large for {dtype}")
     return converted
 
 

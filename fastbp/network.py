@@ -268,6 +268,37 @@ class Sequential:
             result["accuracy"] = accuracy(self.loss, out, Y)
         return result
 
+    def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, optimizer="adam", lr=None,
+            shuffle: bool = True, validation_data=None, validation_split: float = 0.0,
+            callbacks=(), verbose: int = 1, seed: int | None = None,
+            clip_grad_norm: float | None = None):
+        """Train by gradient descent; returns a History of per-epoch metrics.
+
+        batch_size=None is full-batch gradient descent, 1 stochastic gradient descent, k mini-batch
+        (the last partial batch is used). optimizer: a name ("adam", "sgd", ...) with `lr`, or an
+        fb.optim optimizer, whose state then carries over between calls. The same seed gives
+        bit-identical parameters at a fixed thread count. A non-finite loss raises
+        FloatingPointError (or ends quietly with a TerminateOnNaN callback) with the parameters
+        back at their last finite values. verbose: 0 silent, 1 progress bar, 2 a line per epoch."""
+        from fastbp.train import fit
+
+        return fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                   shuffle=shuffle, validation_data=validation_data,
+                   validation_split=validation_split, callbacks=callbacks, verbose=verbose,
+                   seed=seed, clip_grad_norm=clip_grad_norm)
+
+    def train_on_batch(self, X, y, optimizer) -> float:
+        """One optimizer step on (X, y), for online learning; returns the batch loss."""
+        from fastbp.train import train_on_batch
+
+        return train_on_batch(self, X, y, optimizer)
+
+    def save(self, path, optimizer=None) -> None:
+        """Write the network (and optionally the optimizer's state) to one .npz of plain arrays."""
+        from fastbp.io import save
+
+        save(self, path, optimizer=optimizer)
+
     def penalty(self) -> float:
         """The weight penalty l1 * sum|W| + l2/2 * sum W^2 at the current parameters."""
         return float(steps.weight_penalty(self._li, self.params, self.grads, self.l1, self.l2,

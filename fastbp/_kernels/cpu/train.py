@@ -1,0 +1,73 @@
+"""Compiled runs of training steps: gather a batch, forward, loss, backward, optimizer update.
+
+Python calls train_steps once per chunk (about a tenth of a second of work), so per-step cost is
+arithmetic only: no dispatch, no allocation, no Python.
+"""
+
+
+from fastbp._kernels import plan as P
+from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
+from fastbp._kernels.cpu.optim import grad_norm, optimizer_step, scale_
+from fastbp._kernels.cpu.steps import backward, forward, output_delta, region, weight_penalty
+from fastbp._kernels.jit import is_finite, njit
+
+
+@njit
+def count_correct(loss_code, out, Y):
+    """Rows classified right: argmax == label (softmax CE), else every (out > 0) == (y > 0.5)."""
+    rows, cols = out.shape
+    correct = 0
+    for i in range(rows):
+        if loss_code == SOFTMAX_CROSS_ENTROPY:
+            best = 0
+            for j in range(1, cols):
+                if out[i, j] > out[i, best]:
+                    best = j
+            correct += best == int(Y[i, 0])
+        else:
+            ok = True
+            for j in range(cols):
+                ok = ok and ((out[i, j] > 0) == (Y[i, j] > 0.5))
+            correct += ok
+    return correct
+
+
+@njit
+def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, perm,
+                batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed,
+                max_norm, batch_losses, batch_correct):
+    """Run batches first_batch .. first_batch + n_batches - 1 of the epoch ordered by `perm`.
+
+    Batch k takes rows perm[k*batch_size : (k+1)*batch_size] (the last may be short), uses learning
+    rate lrs[k - first_batch], and is optimizer step step0 + k - first_batch (0-based). max_norm > 0
+    clips the gradient's global L2 norm first. Writes each batch's loss and count of correct rows.
+    Returns the number of batches done: fewer than n_batches when a loss came out non-finite, in which
+    case that batch made no update."""
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    n = perm.size
+    n_in = li[0, P.N_IN]
+    ky = Y.shape[1]
+    for k in range(n_batches):
+        start = (first_batch + k) * batch_size
+        rows = min(batch_size, n - start)
+        Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
+        Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
+        for i in range(rows):
+            source = perm[start + i]
+            Xb[i, :] = X[source]
+            Yb[i, :] = Y[source]
+        step = step0 + k
+        out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step)
+        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, output_delta(li, gu, ws, rows))
+        batch_correct[k] = count_correct(loss_code, out, Yb)
+        backward(li, lf, gu, params, grads, ws, Xb, rows, True)
+        loss += weight_penalty(li, params, grads, l1, l2, True)
+        batch_losses[k] = loss
+        if not is_finite(loss):
+            return k
+        if max_norm > 0.0:
+            norm = grad_norm(grads)
+            if norm > max_norm:
+                scale_(grads, max_norm / (norm + 1e-6))
+        optimizer_step(kind, params, grads, slots, scalars, hyper, step + 1, lrs[k])
+    return n_batches

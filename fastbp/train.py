@@ -1,0 +1,322 @@
+"""The fit loop: batching, shuffling, chunks of compiled steps, callbacks, history, progress.
+
+Python runs once per chunk of steps (sized to about CHUNK_SECONDS of work so a progress bar stays
+live), never per step: each chunk is one call of the compiled train_steps.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from fastbp import optim as optim_mod
+from fastbp._kernels.cpu.train import train_steps
+from fastbp._validation import check_features, check_targets
+from fastbp.callbacks import TrainingState, check_callbacks
+
+CHUNK_SECONDS = 0.1
+
+
+class History:
+    """Per-epoch records of fit: loss, accuracy (classification losses), val_loss, val_accuracy
+    (with validation data), lr, seconds, samples_per_s. `history["loss"]` is the list of one metric;
+    `as_dict()` gives them all."""
+
+    def __init__(self):
+        self.epochs: list[dict] = []
+        self.diverged: dict | None = None
+
+    def append(self, logs: dict) -> None:
+        self.epochs.append(dict(logs))
+
+    def __getitem__(self, metric: str) -> list:
+        return [entry[metric] for entry in self.epochs if metric in entry]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def as_dict(self) -> dict[str, list]:
+        keys: list[str] = []
+        for entry in self.epochs:
+            keys += [k for k in entry if k not in keys]
+        return {k: self[k] for k in keys}
+
+    def __repr__(self) -> str:
+        last = self.epochs[-1] if self.epochs else {}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float))
+        return f"History({len(self)} epochs; last: {shown})"
+
+
+def _check_int(name, value, low, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int{' or None' if allow_none else ''}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _resolve_optimizer(optimizer, lr):
+    if lr is not None and (isinstance(lr, bool) or not (callable(lr) or
+                                                        isinstance(lr, (int, float)))):
+        raise TypeError(f"lr must be a number or a schedule, got {lr!r}")
+    opt = optim_mod.get(optimizer, lr=lr) if isinstance(optimizer, str) else optimizer
+    if not isinstance(opt, optim_mod.Optimizer):
+        raise TypeError(f"optimizer must be a name such as 'adam' or an fb.optim optimizer, got "
+                        f"{type(optimizer).__name__}")
+    if lr is not None and not isinstance(optimizer, str):
+        opt.lr = lr
+    return opt
+
+
+def _split_validation(net, X, Y, validation_data, validation_split):
+    if not isinstance(validation_split, (int, float)) or isinstance(validation_split, bool) or \
+            not (0.0 <= validation_split < 1.0):
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    if validation_data is not None:
+        if validation_split:
+            raise ValueError("give validation_data or validation_split, not both")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        Xv = check_features(validation_data[0], net.n_features, net.dtype, name="validation X")
+        Yv = check_targets(validation_data[1], net.loss, Xv.shape[0], net.n_outputs, net.dtype,
+                           name="validation y")
+        return X, Y, Xv, Yv
+    if validation_split:
+        # The last rows, before any shuffling (as Keras does): a time-ordered set stays honest.
+        n_val = int(math.floor(X.shape[0] * validation_split))
+        if n_val < 1 or n_val >= X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
+                             f"{n_val} validation rows and {X.shape[0] - n_val} training rows")
+        return X[:-n_val], Y[:-n_val], X[-n_val:], Y[-n_val:]
+    return X, Y, None, None
+
+
+class _Progress:
+    """A tqdm bar per epoch (verbose=1), one line per epoch (verbose=2), or nothing (verbose=0).
+    Without tqdm, or when stderr is not a terminal, verbose=1 prints the epoch lines instead."""
+
+    def __init__(self, verbose: int, epochs: int, file=None):
+        self.file = file or sys.stderr
+        self.epochs = epochs
+        self.mode = verbose
+        self.tqdm = None
+        if verbose == 1:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            isatty = getattr(self.file, "isatty", lambda: False)()
+            if tqdm is None or not isatty:
+                self.mode = 2
+            else:
+                self.tqdm = tqdm
+        self.bar = None
+
+    def start_epoch(self, epoch: int, total_samples: int) -> None:
+        if self.tqdm is not None:
+            self.bar = self.tqdm(total=total_samples, unit="sample", unit_scale=True, leave=True,
+                                 desc=f"epoch {epoch + 1}/{self.epochs}", file=self.file,
+                                 dynamic_ncols=True)
+
+    def update(self, samples: int, loss: float, rate: float) -> None:
+        if self.bar is not None:
+            self.bar.update(samples)
+            self.bar.set_postfix(loss=f"{loss:.4f}", rate=f"{rate:,.0f}/s", refresh=False)
+
+    def end_epoch(self, epoch: int, logs: dict) -> None:
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in logs.items() if k != "epoch")
+        if self.bar is not None:
+            shown = {k: f"{v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss",
+                                                                   "accuracy", "val_accuracy")}
+            shown["rate"] = f"{logs['samples_per_s']:,.0f}/s"
+            self.bar.set_postfix(shown)
+            self.bar.close()
+            self.bar = None
+        elif self.mode == 2:
+            print(f"epoch {epoch + 1}/{self.epochs}  {text}", file=self.file, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=True,
+        validation_data=None, validation_split=0.0, callbacks=(), verbose=1, seed=None,
+        clip_grad_norm=None) -> History:
+    """Train `net` by mini-batch gradient descent; see Sequential.fit."""
+    X = check_features(X, net.n_features, net.dtype)
+    Y = check_targets(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
+    epochs = _check_int("epochs", epochs, 0)
+    batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
+    verbose = _check_int("verbose", verbose, 0)
+    if seed is not None:
+        seed = _check_int("seed", seed, 0)
+    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and
+                                           clip_grad_norm > 0 and math.isfinite(clip_grad_norm)):
+        raise ValueError(f"clip_grad_norm must be a positive number, got {clip_grad_norm!r}")
+    X, Y, Xv, Yv = _split_validation(net, X, Y, validation_data, validation_split)
+    callbacks = check_callbacks(callbacks)
+    opt = _resolve_optimizer(optimizer, lr)
+    n = X.shape[0]
+    batch = n if batch_size is None else min(batch_size, n)
+    kind, slots, scalars, hyper = opt.prepare(net.params)
+
+    rng = np.random.default_rng(seed)
+    # Dropout masks come from this seed and the optimizer's step count (see fill_dropout_mask).
+    dropout_seed = int(rng.integers(0, 2**62))
+    state = TrainingState(net=net, optimizer=opt, history=History())
+    progress = _Progress(verbose, epochs)
+    n_batches = -(-n // batch)
+    order = np.arange(n, dtype=np.int64)
+    losses = np.zeros(n_batches, dtype=np.float64)
+    correct = np.zeros(n_batches, dtype=np.int64)
+    max_norm = float(clip_grad_norm or 0.0)
+    backup = _Backup(net.params, slots, scalars, opt)
+
+    with net._lock:
+        ws = net._workspace_for(batch)
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        try:
+            for epoch in range(epochs):
+                state.epoch = epoch
+                perm = rng.permutation(n) if shuffle else order
+                started = time.perf_counter()
+                progress.start_epoch(epoch, n)
+                done, chunk = 0, 1
+                while done < n_batches:
+                    count = min(chunk, n_batches - done)
+                    lrs = np.array([opt.lr_at(opt.state.step + k) for k in range(count)]) \
+                        if callable(opt.lr) else np.full(count, float(opt.lr))
+                    lrs *= opt.lr_scale
+                    backup.save()
+                    tick = time.perf_counter()
+                    ran = train_steps(
+                        net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1, net.l2,
+                        net.params, net.grads, ws, X, Y, perm, batch, done, count, lrs, kind, slots,
+                        scalars, hyper, opt.state.step, dropout_seed, max_norm,
+                        losses[done:done + count], correct[done:done + count])
+                    elapsed = time.perf_counter() - tick
+                    opt.advance(ran)
+                    if ran < count:
+                        if _diverged(state, callbacks, backup, epoch, done + ran, losses):
+                            break
+                    rows_done = min((done + ran) * batch, n) - done * batch
+                    done += ran
+                    progress.update(rows_done, float(losses[done - 1]),
+                                    rows_done / max(elapsed, 1e-9))
+                    # Size the next chunk to about CHUNK_SECONDS of work, and long enough that the
+                    # backup copy at its start costs under 2% (it matters for huge networks).
+                    per_step = elapsed / max(ran, 1)
+                    target = max(CHUNK_SECONDS, 50.0 * backup.seconds)
+                    chunk = max(1, min(n_batches, int(target / max(per_step, 1e-7))))
+                if state.diverged:
+                    progress.close()
+                    break
+                logs = _epoch_logs(net, X, Y, Xv, Yv, batch, losses, correct, opt, started)
+                progress.end_epoch(epoch, logs)
+                state.history.append(logs)
+                for cb in callbacks:
+                    cb.on_epoch_end(state, logs)
+                if state.stop_training:
+                    break
+        finally:
+            progress.close()
+        for cb in callbacks:
+            cb.on_train_end(state)
+    state.history.diverged = state.diverged
+    return state.history
+
+
+class _Backup:
+    """Copies of the parameters and optimizer state taken at each chunk's start, into buffers
+    allocated once, so a diverged run can be put back to a finite state."""
+
+    def __init__(self, params, slots, scalars, opt):
+        self.live = (params, slots, scalars)
+        self.copies = tuple(np.empty_like(a) for a in self.live)
+        self.opt = opt
+        self.step = opt.state.step
+        self.seconds = 0.0
+
+    def save(self) -> None:
+        tick = time.perf_counter()
+        for live, copy in zip(self.live, self.copies):
+            np.copyto(copy, live)
+        self.step = self.opt.state.step
+        self.seconds = time.perf_counter() - tick
+
+    def all_finite(self) -> bool:
+        return all(np.isfinite(a).all() for a in self.live)
+
+    def restore(self) -> None:
+        for live, copy in zip(self.live, self.copies):
+            np.copyto(live, copy)
+        self.opt.advance(self.step - self.opt.state.step)
+
+
+def _diverged(state, callbacks, backup, epoch, batch_index, losses) -> bool:
+    """The loss came out non-finite (that batch made no update). If the parameters or optimizer
+    state hold a non-finite value, put back the chunk's starting point; then let a callback end
+    training quietly, or raise."""
+    if not backup.all_finite():
+        backup.restore()
+    info = {"epoch": epoch, "batch": batch_index, "loss": float(losses[batch_index])}
+    state.diverged = info
+    handled = any(cb.on_divergence(state, info) for cb in callbacks)
+    if not handled:
+        raise FloatingPointError(
+            f"training diverged: the loss became {info['loss']} at epoch {epoch + 1}, batch "
+            f"{batch_index + 1}; the parameters were restored to their last finite values. Try a "
+            f"smaller learning rate, or clip_grad_norm.")
+    return True
+
+
+def _epoch_logs(net, X, Y, Xv, Yv, batch, losses, correct, opt, started) -> dict:
+    n = X.shape[0]
+    sizes = np.full(losses.size, batch, dtype=np.float64)
+    sizes[-1] = n - batch * (losses.size - 1)
+    seconds = time.perf_counter() - started
+    logs = {"loss": float(np.dot(losses, sizes) / n)}
+    if net.loss.classifies:
+        logs["accuracy"] = float(correct.sum() / n)
+    if Xv is not None:
+        scores = net.evaluate(Xv, Yv if not net.loss.integer_targets else Yv[:, 0])
+        logs["val_loss"] = scores["loss"]
+        if "accuracy" in scores:
+            logs["val_accuracy"] = scores["accuracy"]
+    logs["lr"] = float(opt.lr_at(max(opt.state.step - 1, 0)) * opt.lr_scale)
+    logs["seconds"] = seconds
+    logs["samples_per_s"] = n / max(seconds, 1e-9)
+    return logs
+
+
+def train_on_batch(net, X, y, optimizer) -> float:
+    """One optimizer step on the batch (X, y) (dropout active); returns the batch loss."""
+    X = check_features(X, net.n_features, net.dtype)
+    Y = check_targets(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
+    if not isinstance(optimizer, optim_mod.Optimizer):
+        raise TypeError(f"optimizer must be an fb.optim optimizer (its state persists between "
+                        f"calls), got {type(optimizer).__name__}")
+    kind, slots, scalars, hyper = optimizer.prepare(net.params)
+    rows = X.shape[0]
+    losses = np.zeros(1)
+    correct = np.zeros(1, dtype=np.int64)
+    lrs = np.array([optimizer.lr_at(optimizer.state.step) * optimizer.lr_scale])
+    with net._lock:
+        ws = net._workspace_for(rows)
+        ran = train_steps(net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1,
+                          net.l2, net.params, net.grads, ws, X, Y, np.arange(rows, dtype=np.int64),
+                          rows, 0, 1, lrs, kind, slots, scalars, hyper, optimizer.state.step,
+                          net.seed or 0, 0.0, losses, correct)
+    optimizer.advance(ran)
+    if ran == 0:
+        raise FloatingPointError(f"the loss on this batch is {losses[0]}; no update was made")
+    return float(losses[0])

@@ -1,0 +1,210 @@
+"""fit, train_on_batch, callbacks, divergence, reproducibility."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import callbacks as cb
+from fastbp import reference
+
+
+def spirals(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, 2, size=n)
+    t = rng.uniform(0.1, 1.0, size=n) * 2 * np.pi  # one turn: learnable in a few hundred steps
+    X = np.stack([t * np.cos(t + np.pi * k), t * np.sin(t + np.pi * k)], axis=1) / 3
+    return X + rng.normal(scale=0.02, size=X.shape), k
+
+
+def small_net(seed=0, dtype=np.float32, dropout=0.0):
+    layers = [fb.Dense(2, 32), fb.Tanh()]
+    if dropout:
+        layers.append(fb.Dropout(dropout))
+    layers += [fb.Dense(32, 32), fb.Tanh(), fb.Dense(32, 2)]
+    return fb.Sequential(*layers, loss="cross_entropy", dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("batch_size, epochs, lr", [(None, 400, 0.05), (1, 15, 0.005),
+                                                     (16, 60, 0.01)])
+def test_three_gradient_descent_modes_learn_spirals(batch_size, epochs, lr):
+    X, y = spirals()
+    net = small_net()
+    hist = net.fit(X, y, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=lr,
+                   verbose=0, seed=0)
+    assert hist["loss"][-1] < 0.25 * hist["loss"][0]
+    assert net.evaluate(X, y)["accuracy"] > 0.9
+    assert len(hist) == epochs
+
+
+def test_sgd_fit_equals_reference_training_loop():
+    """Full-batch SGD through the compiled loop is the textbook algorithm, step for step."""
+    X, y = spirals(64)
+    net = small_net(dtype=np.float64)
+    Ws = [layer.W.copy() for layer in net.dense_layers]
+    bs = [layer.b.copy() for layer in net.dense_layers]
+    net.fit(X, y, epochs=5, batch_size=20, optimizer=fb.optim.SGD(lr=0.1), shuffle=False,
+            verbose=0)
+    reference.train(list(net.specs), net.loss, Ws, bs, X, y, epochs=5, batch_size=20, lr=0.1,
+                    optimizer="sgd", shuffle=False)
+    for layer, W, b in zip(net.dense_layers, Ws, bs):
+        np.testing.assert_allclose(layer.W, W, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(layer.b, b, rtol=1e-12, atol=1e-14)
+
+
+def test_adam_fit_equals_manual_steps():
+    X, y = spirals(50)
+    a, b = small_net(dtype=np.float64), small_net(dtype=np.float64)
+    opt = fb.optim.Adam(lr=0.01)
+    a.fit(X, y, epochs=3, batch_size=16, optimizer=fb.optim.Adam(lr=0.01), shuffle=False,
+          verbose=0)
+    for _ in range(3):
+        for start in range(0, 50, 16):
+            b.loss_and_grad(X[start:start + 16], y[start:start + 16])
+            opt.step(b.params, b.grads)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-14)
+
+
+def test_same_seed_gives_identical_parameters_and_dropout_is_seeded():
+    X, y = spirals(200)
+    runs = []
+    for seed in (3, 3, 4):
+        net = small_net(dropout=0.2)
+        net.fit(X, y, epochs=3, batch_size=8, verbose=0, seed=seed)
+        runs.append(net.params.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_dropout_is_inverted_and_off_at_inference():
+    net = fb.Sequential(fb.Dense(1, 2000, init="zeros"), fb.Dropout(0.3), fb.Dense(2000, 1),
+                        dtype=np.float64, seed=0)
+    net.layers[0].b[:] = 1.0
+    net.layers[2].W[:] = 1.0 / 2000
+    X = np.zeros((1, 1))
+    assert net.forward(X)[0, 0] == pytest.approx(1.0)  # identity at inference
+    # One training step with lr=0 leaves params but the loss shows the dropped-out output:
+    # E[mask] = 1, fraction zeroed ~ 0.3.
+    opt = fb.optim.SGD(lr=0.0)
+    loss = net.train_on_batch(X, np.zeros((1, 1)), opt)
+    assert np.sqrt(loss) == pytest.approx(1.0, abs=0.05)
+    mask_region = net._workspace[: 2000 * 4]
+    assert np.isclose(mask_region, 1 / 0.7).sum() > 1200
+
+
+def test_validation_metrics_history_and_lr_schedule():
+    X, y = spirals(200)
+    net = small_net()
+    sched = fb.schedules.step_decay(0.1, step_size=10, gamma=0.5)
+    opt = fb.optim.SGD(lr=sched)
+    hist = net.fit(X, y, epochs=4, batch_size=50, optimizer=opt, validation_split=0.25,
+                   verbose=0)
+    d = hist.as_dict()
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples_per_s"):
+        assert len(d[key]) == 4, key
+    # 150 training rows / 50 = 3 steps per epoch; the lr halves every 10 steps.
+    assert d["lr"] == [sched(2), sched(5), sched(8), sched(11)]
+    assert opt.state.step == 12
+
+
+def test_early_stopping_restores_best_weights():
+    X, y = spirals(200)
+    net = small_net()
+    seen = []
+
+    def record(epoch, logs):
+        seen.append((logs["val_loss"], net.params.copy()))
+
+    stop = cb.EarlyStopping(monitor="val_loss", patience=2)
+    # A learning rate this high makes val_loss wander, so early stopping triggers.
+    hist = net.fit(X, y, epochs=40, batch_size=10, lr=0.3, optimizer="sgd",
+                   validation_data=(X[:50], y[:50]), callbacks=[cb.LambdaCallback(record), stop],
+                   verbose=0)
+    assert stop.stopped_epoch is not None and len(hist) < 40
+    best = min(range(len(seen)), key=lambda i: seen[i][0])
+    np.testing.assert_array_equal(net.params, seen[best][1])
+
+
+def test_divergence_raises_and_restores_finite_state():
+    X, y = spirals(100)
+    net = fb.Sequential(fb.Dense(2, 8), fb.Dense(8, 1), loss="mse", seed=0)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        net.fit(X, y * 1e6, epochs=50, batch_size=10, lr=1e6, optimizer="sgd", verbose=0)
+    assert np.isfinite(net.params).all()
+    net2 = fb.Sequential(fb.Dense(2, 8), fb.Dense(8, 1), loss="mse", seed=0)
+    hist = net2.fit(X, y * 1e6, epochs=50, batch_size=10, lr=1e6, optimizer="sgd", verbose=0,
+                    callbacks=[cb.TerminateOnNaN()])
+    assert hist.diverged is not None and np.isfinite(net2.params).all()
+
+
+def test_callback_can_stop_and_errors_surface():
+    X, y = spirals(100)
+    net = small_net()
+
+    def stopper(epoch, logs):
+        if epoch == 1:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        net.fit(X, y, epochs=5, verbose=0, callbacks=[cb.LambdaCallback(stopper)])
+    assert np.isfinite(net.params).all()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
+    (dict(batch_size=-3), ValueError, "batch_size"),
+    (dict(epochs=-1), ValueError, "epochs must be >= 0"),
+    (dict(optimizer="adagrad2"), ValueError, "adagrad2"),
+    (dict(optimizer=3), TypeError, "optimizer"),
+    (dict(validation_split=1.0), ValueError, r"validation_split must be in \[0, 1\)"),
+    (dict(validation_data=(np.ones((3, 5)), np.ones(3))), ValueError, "validation X has 5"),
+    (dict(validation_data=np.ones(3)), ValueError, "pair"),
+    (dict(callbacks=[print]), TypeError, "LambdaCallback"),
+    (dict(lr=-1.0), ValueError, "lr"),
+    (dict(clip_grad_norm=-1.0), ValueError, "clip_grad_norm"),
+])
+def test_bad_fit_arguments_leave_params_untouched(kwargs, error, match):
+    X, y = spirals(40)
+    net = small_net()
+    before = net.params.copy()
+    with pytest.raises(error, match=match):
+        net.fit(X, y, verbose=0, **kwargs)
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_fit_from_several_threads():
+    X, y = spirals(200)
+    nets = [small_net(seed=s) for s in range(3)]
+    expected = []
+    for s in range(3):
+        twin = small_net(seed=s)
+        twin.fit(X, y, epochs=2, batch_size=8, verbose=0, seed=s)
+        expected.append(twin.params.copy())
+    threads = [threading.Thread(target=n.fit, args=(X, y),
+                                kwargs=dict(epochs=2, batch_size=8, verbose=0, seed=s))
+               for s, n in enumerate(nets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for net, params in zip(nets, expected):
+        np.testing.assert_array_equal(net.params, params)
+
+
+def test_verbose_two_prints_a_line_per_epoch(capsys):
+    X, y = spirals(50)
+    small_net().fit(X, y, epochs=2, verbose=2)
+    err = capsys.readouterr().err
+    assert err.count("epoch ") == 2 and "loss=" in err
+
+
+def test_clip_grad_norm_limits_the_update():
+    X, y = spirals(40)
+    a, b = small_net(dtype=np.float64), small_net(dtype=np.float64)
+    start = a.params.copy()
+    a.fit(X, y, epochs=1, batch_size=None, optimizer=fb.optim.SGD(lr=1.0), clip_grad_norm=1e-3,
+          verbose=0)
+    assert np.linalg.norm(a.params - start) == pytest.approx(1e-3, rel=1e-3)
+    b.fit(X, y, epochs=1, batch_size=None, optimizer=fb.optim.SGD(lr=1.0), verbose=0)
+    assert np.linalg.norm(b.params - start) > 1e-2
