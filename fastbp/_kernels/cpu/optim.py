@@ -1,0 +1,372 @@
+"""Optimizer steps over flat buffers: one fused pass per step over params, grads and the state slots.
+
+Every rule is torch.optim's single-tensor path (torch 2.x), with the scalar factors (bias corrections,
+step sizes) computed once per step in float64, as torch computes them in Python floats, and cast to
+the buffers' dtype. The element loops never leave that dtype: a float32 buffer is updated in float32.
+
+`optimizer_step(kind, params, grads, slots, scalars, hyper, step, lr)` is the one entry point; it is
+a plain @njit function, so the compiled training steps call it too.
+
+- params, grads: 1-D, C-contiguous, the same float dtype. grads is read only.
+- slots: (n_slots, n) array of that dtype, the per-element state, in the order listed below
+  (n_slots >= 1; a kind with no per-element state, such as plain SGD, gets a (1, 0) array).
+- scalars: 1-D float64 (length >= 1), scalar state: NAdam's mu_product in scalars[0].
+- hyper: 1-D float64, the hyper-parameters in the layout below; flags are 0.0 / 1.0;
+  `maximize` negates the gradient (torch's `maximize=True`).
+- step: 1-based number of this step. lr: learning rate of this step.
+
+kind      hyper                                                         slots
+SGD       momentum, dampening, weight_decay, nesterov, maximize           momentum_buffer
+ADAM      beta1, beta2, eps, weight_decay, amsgrad, maximize              exp_avg, exp_avg_sq,
+ADAMW     (same as ADAM; weight decay decoupled)                          [max_exp_avg_sq]
+RMSPROP   alpha, eps, weight_decay, momentum, centered, maximize          square_avg,
+                                                                          [momentum_buffer], [grad_avg]
+ADAGRAD   lr_decay, weight_decay, eps, maximize                           sum
+ADADELTA  rho, eps, weight_decay, maximize                                square_avg, acc_delta
+ADAMAX    beta1, beta2, eps, weight_decay, maximize                       exp_avg, exp_inf
+NADAM     beta1, beta2, eps, weight_decay, momentum_decay, decoupled,     exp_avg, exp_avg_sq
+          maximize                                                        (scalars[0]: mu_product)
+
+Bracketed slots exist only when their option is on (amsgrad; momentum > 0; centered), in that order.
+
+optimizer_step is serial: one vectorized loop per rule (memory bound from ~10^6 elements on).
+optimizer_step_parallel, the same step over chunks in a prange, is opt-in: it paid alone on 2 cores
+but lost badly right after a multithreaded BLAS call (bench/optim_results.md). It is kept out of
+optimizer_step because a call into a parallel function also makes the caller uncacheable.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from fastbp._kernels.jit import njit
+
+SGD, ADAM, ADAMW, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, NADAM = range(8)
+KIND_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam")
+
+# Chunk length of optimizer_step_parallel, and block length of the blocked reductions.
+CHUNK = 1 << 16
+_BLOCK = 4096
+
+
+# --- the per-element rules, each over params[lo:hi] ---------------------------------------------
+# c is a tuple of float64 factors computed once per step by _factors (below, same order).
+
+
+@njit
+def _sgd_range(params, grads, slots, c, lo, hi):
+    """p -= lr * d, d = g (+ momentum buffer, Nesterov); writes params and slots[0]."""
+    params, grads = params[lo:hi], grads[lo:hi]
+    t = params.dtype.type
+    sign, wd, lr, mom, damp1 = t(c[0]), t(c[1]), t(c[2]), t(c[3]), t(c[4])
+    use_wd, use_mom, nesterov, first = c[1] != 0.0, c[3] != 0.0, c[5] != 0.0, c[6] != 0.0
+    if not use_mom:
+        for i in range(hi - lo):
+            g = sign * grads[i]
+            if use_wd:
+                g = g + wd * params[i]
+            params[i] = params[i] - lr * g
+        return
+    buf = slots[0][lo:hi]
+    for i in range(hi - lo):
+        g = sign * grads[i]
+        if use_wd:
+            g = g + wd * params[i]
+        # torch starts the buffer as a copy of the first gradient, undamped.
+        b = g if first else buf[i] * mom + damp1 * g
+        buf[i] = b
+        d = g + mom * b if nesterov else b
+        params[i] = params[i] - lr * d
+
+
+@njit
+def _adam_range(params, grads, slots, c, lo, hi):
+    """Adam / AdamW: writes params, exp_avg, exp_avg_sq (and max_exp_avg_sq with amsgrad)."""
+    params, grads = params[lo:hi], grads[lo:hi]
+    t = params.dtype.type
+    sign, wd, decay, w1, b2 = t(c[0]), t(c[1]), t(c[2]), t(c[3]), t(c[4])
+    w2, eps, bc2_sqrt, step_size = t(c[5]), t(c[6]), t(c[7]), t(c[8])
+    coupled, amsgrad = c[1] != 0.0, c[9] != 0.0
+    m, v = slots[0][lo:hi], slots[1][lo:hi]
+    vmax = slots[2][lo:hi] if amsgrad else v
+    for i in range(hi - lo):
+        g = sign * grads[i]
+        p = params[i] * decay
+        if coupled:
+            g = g + wd * p
+        mi = m[i] + w1 * (g - m[i])
+        vi = v[i] * b2 + w2 * (g * g)
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
+            vm = vmax[i]
+            vi = vm if vm > vi else vi
+            vmax[i] = vi
+        denom = np.sqrt(vi) / bc2_sqrt + eps
+        params[i] = p - step_size * (mi / denom)
+
+
+@njit
+def _rmsprop_range(params, grads, slots, c, lo, hi):
+    """RMSprop (centered, momentum): writes params, square_avg, [momentum_buffer], [grad_avg]."""
+    params, grads = params[lo:hi], grads[lo:hi]
+    t = params.dtype.type
+    sign, wd, lr, alpha, w, eps, mom = t(c[0]), t(c[1]), t(c[2]), t(c[3]), t(c[4]), t(c[5]), t(c[6])
+    use_wd, use_mom, centered = c[1] != 0.0, c[6] > 0.0, c[7] != 0.0
+    sq = slots[0][lo:hi]
+    buf = slots[1][lo:hi] if use_mom else sq
+    gavg = slots[2 if use_mom else 1][lo:hi] if centered else sq
+    for i in range(hi - lo):
+        g = sign * grads[i]
+        if use_wd:
+            g = g + wd * params[i]
+        s = sq[i] * alpha + w * (g * g)
+        sq[i] = s
+        if centered:
+            ga = gavg[i] + w * (g - gavg[i])
+            gavg[i] = ga
+            s = s - ga * ga
+        avg = np.sqrt(s) + eps
+        if use_mom:
+            b = buf[i] * mom + g / avg
+            buf[i] = b
+            params[i] = params[i] - lr * b
+        else:
+            params[i] = params[i] - lr * (g / avg)
+
+
+@njit
+def _adagrad_range(params, grads, slots, c, lo, hi):
+    """Adagrad: writes params and sum."""
+    params, grads = params[lo:hi], grads[lo:hi]
+    t = params.dtype.type
+    sign, wd, clr, eps = t(c[0]), t(c[1]), t(c[2]), t(c[3])
+    use_wd = c[1] != 0.0
+    acc = slots[0][lo:hi]
+    for i in range(hi - lo):
+        g = sign * grads[i]
+        if use_wd:
+            g = g + wd * params[i]
+        s = acc[i] + g * g
+        acc[i] = s
+        params[i] = params[i] - clr * (g / (np.sqrt(s) + eps))
+
+
+@njit
+def _adadelta_range(params, grads, slots, c, lo, hi):
+    """Adadelta: writes params, square_avg and acc_delta."""
+    params, grads = params[lo:hi], grads[lo:hi]
+    t = params.dtype.type
+    sign, wd, lr, rho, w, eps = t(c[0]), t(c[1]), t(c[2]), t(c[3]), t(c[4]), t(c[5])
+    use_wd = c[1] != 0.0
+    sq, acc = slots[0][lo:hi], slots[1][lo:hi]
+    for i in range(hi - lo):
+        g = sign * grads[i]
+        if use_wd:
+            g = g + wd * params[i]
+        s = sq[i] * rho + w * (g * g)
+        sq[i] = s
+        delta = np.sqrt(acc[i] + eps) / np.sqrt(s + eps) * g
+        acc[i] = acc[i] * rho + w * (delta * delta)
+        params[i] = params[i] - lr * delta
+
+
+@njit
+def _adamax_range(params, grads, slots, c, lo, hi):
+    """Adamax: writes params, exp_avg and exp_inf."""
+    params, grads = params[lo:hi], grads[lo:hi]
+    t = params.dtype.type
+    sign, wd, w1, b2, eps, clr = t(c[0]), t(c[1]), t(c[2]), t(c[3]), t(c[4]), t(c[5])
+    use_wd = c[1] != 0.0
+    m, u = slots[0][lo:hi], slots[1][lo:hi]
+    for i in range(hi - lo):
+        g = sign * grads[i]
+        if use_wd:
+            g = g + wd * params[i]
+        mi = m[i] + w1 * (g - m[i])
+        m[i] = mi
+        a = u[i] * b2
+        b = np.abs(g) + eps
+        # torch.maximum propagates a NaN from either side.
+        ui = a if (a >= b or a != a) else b
+        u[i] = ui
+        params[i] = params[i] - clr * (mi / ui)
+
+
+@njit
+def _nadam_range(params, grads, slots, c, lo, hi):
+    """NAdam: writes params, exp_avg and exp_avg_sq (mu_product is updated once, by _factors)."""
+    params, grads = params[lo:hi], grads[lo:hi]
+    t = params.dtype.type
+    sign, wd, decay, w1, b2, w2 = t(c[0]), t(c[1]), t(c[2]), t(c[3]), t(c[4]), t(c[5])
+    eps, bc2, cg, cm = t(c[6]), t(c[7]), t(c[8]), t(c[9])
+    coupled = c[1] != 0.0
+    m, v = slots[0][lo:hi], slots[1][lo:hi]
+    for i in range(hi - lo):
+        g = sign * grads[i]
+        p = params[i] * decay
+        if coupled:
+            g = g + wd * p
+        mi = m[i] + w1 * (g - m[i])
+        vi = v[i] * b2 + w2 * (g * g)
+        m[i] = mi
+        v[i] = vi
+        denom = np.sqrt(vi / bc2) + eps
+        p = p + cg * (g / denom)
+        params[i] = p + cm * (mi / denom)
+
+
+@njit
+def _factors(kind, hyper, scalars, step, lr):
+    """The per-step float64 factors each rule takes (a 10-tuple), and NAdam's mu_product update."""
+    z = 0.0
+    # A float exponent: numba's float ** int multiplies repeatedly and drifts from the pow() that
+    # torch's Python floats use, by up to ~t ulps.
+    t = float(step)
+    if kind == SGD:
+        sign = -1.0 if hyper[4] != 0.0 else 1.0
+        first = 1.0 if step == 1 else 0.0
+        return (sign, hyper[2], lr, hyper[0], 1.0 - hyper[1], hyper[3], first, z, z, z)
+    if kind == ADAM or kind == ADAMW:
+        b1, b2, eps, wd = hyper[0], hyper[1], hyper[2], hyper[3]
+        sign = -1.0 if hyper[5] != 0.0 else 1.0
+        bc1 = 1.0 - b1**t
+        bc2 = 1.0 - b2**t
+        if kind == ADAMW:
+            decay, wd_grad = 1.0 - lr * wd, 0.0
+        else:
+            decay, wd_grad = 1.0, wd
+        return (sign, wd_grad, decay, 1.0 - b1, b2, 1.0 - b2, eps, bc2**0.5, lr / bc1, hyper[4])
+    if kind == RMSPROP:
+        alpha = hyper[0]
+        sign = -1.0 if hyper[5] != 0.0 else 1.0
+        return (sign, hyper[2], lr, alpha, 1.0 - alpha, hyper[1], hyper[3], hyper[4], z, z)
+    if kind == ADAGRAD:
+        sign = -1.0 if hyper[3] != 0.0 else 1.0
+        clr = lr / (1.0 + (step - 1) * hyper[0])
+        return (sign, hyper[1], clr, hyper[2], z, z, z, z, z, z)
+    if kind == ADADELTA:
+        rho = hyper[0]
+        sign = -1.0 if hyper[3] != 0.0 else 1.0
+        return (sign, hyper[2], lr, rho, 1.0 - rho, hyper[1], z, z, z, z)
+    if kind == ADAMAX:
+        b1 = hyper[0]
+        sign = -1.0 if hyper[4] != 0.0 else 1.0
+        clr = lr / (1.0 - b1**t)
+        return (sign, hyper[3], 1.0 - b1, hyper[1], hyper[2], clr, z, z, z, z)
+    # NADAM
+    b1, b2, eps, wd, md = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    sign = -1.0 if hyper[6] != 0.0 else 1.0
+    mu = b1 * (1.0 - 0.5 * 0.96 ** (t * md))
+    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * md))
+    mu_product = scalars[0] * mu
+    scalars[0] = mu_product
+    cg = -lr * (1.0 - mu) / (1.0 - mu_product)
+    cm = (-lr * mu_next) / (1.0 - mu_product * mu_next)
+    if hyper[5] != 0.0:
+        decay, wd_grad = 1.0 - lr * wd, 0.0
+    else:
+        decay, wd_grad = 1.0, wd
+    return (sign, wd_grad, decay, 1.0 - b1, b2, 1.0 - b2, eps, 1.0 - b2**t, cg, cm)
+
+
+@njit
+def _apply_range(kind, params, grads, slots, c, lo, hi):
+    if kind == SGD:
+        _sgd_range(params, grads, slots, c, lo, hi)
+    elif kind == ADAM or kind == ADAMW:
+        _adam_range(params, grads, slots, c, lo, hi)
+    elif kind == RMSPROP:
+        _rmsprop_range(params, grads, slots, c, lo, hi)
+    elif kind == ADAGRAD:
+        _adagrad_range(params, grads, slots, c, lo, hi)
+    elif kind == ADADELTA:
+        _adadelta_range(params, grads, slots, c, lo, hi)
+    elif kind == ADAMAX:
+        _adamax_range(params, grads, slots, c, lo, hi)
+    else:
+        _nadam_range(params, grads, slots, c, lo, hi)
+
+
+@njit
+def optimizer_step(kind, params, grads, slots, scalars, hyper, step, lr):
+    """One step of optimizer `kind` in place: writes params, slots and scalars; reads grads."""
+    c = _factors(kind, hyper, scalars, step, lr)
+    _apply_range(kind, params, grads, slots, c, 0, params.shape[0])
+
+
+@njit(parallel=True)
+def optimizer_step_parallel(kind, params, grads, slots, scalars, hyper, step, lr):
+    """optimizer_step with the buffer split into CHUNK-long pieces run by prange. Opt-in only
+    (fastbp.optim.Optimizer.parallel_min_size): right after multithreaded BLAS, as in training,
+    the OpenMP region ran ~6x slower than the serial step (bench/optim_results.md)."""
+    c = _factors(kind, hyper, scalars, step, lr)
+    n = params.shape[0]
+    for k in numba.prange((n + CHUNK - 1) // CHUNK):
+        lo = k * CHUNK
+        _apply_range(kind, params, grads, slots, c, lo, min(lo + CHUNK, n))
+
+
+# --- gradient clipping ---------------------------------------------------------------------------
+
+
+@njit
+def grad_norm(grads):
+    """Global L2 norm of a flat buffer, as a float64. Blocks of _BLOCK elements are summed in the
+    buffer's dtype (a vectorized loop) and the block sums in float64, so float32 keeps its accuracy
+    on 10^7 elements."""
+    total = 0.0
+    n = grads.shape[0]
+    zero = grads.dtype.type(0)
+    for lo in range(0, n, _BLOCK):
+        hi = min(lo + _BLOCK, n)
+        s = zero
+        for i in range(hi - lo):
+            s += grads[i] * grads[i]
+        total += s
+    return math.sqrt(total)
+
+
+@njit
+def grad_norm_p(grads, p):
+    """Global p-norm (sum |g|^p)^(1/p) for finite p > 0, max |g| for p = inf, as a float64."""
+    n = grads.shape[0]
+    if p == 2.0:
+        return grad_norm(grads)
+    if math.isinf(p):
+        m = 0.0
+        for i in range(n):
+            a = abs(float(grads[i]))
+            if a > m or a != a:
+                m = a
+        return m
+    total = 0.0
+    if p == 1.0:
+        for i in range(n):
+            total += abs(float(grads[i]))
+        return total
+    for i in range(n):
+        total += abs(float(grads[i])) ** p
+    return total ** (1.0 / p)
+
+
+@njit
+def scale_(x, factor):
+    """x *= factor in place, in x's dtype."""
+    f = x.dtype.type(factor)
+    for i in range(x.shape[0]):
+        x[i] = x[i] * f
+
+
+@njit
+def clip_value_(x, clip):
+    """Clamp x to [-clip, clip] in place; NaN stays NaN, as torch.clamp_ leaves it."""
+    hi = x.dtype.type(clip)
+    lo = -hi
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v > hi:
+            x[i] = hi
+        elif v < lo:
+            x[i] = lo
