@@ -113,3 +113,20 @@ def _check_labels(array: np.ndarray, n_classes: int, dtype: np.dtype, name: str)
         raise ValueError(f"{name} has label {array[row]} at row {row}, outside [0, {n_classes - 1}] "
                          f"for the network's {n_classes} outputs")
     return np.ascontiguousarray(array, dtype=dtype).reshape(-1, 1)
+
+
+def check_sample_weight(sample_weight, n_rows: int, dtype: np.dtype,
+                        name: str = "sample_weight") -> np.ndarray:
+    """Row weights as a (n_rows,) array of `dtype`; None gives an empty array (unweighted)."""
+    if sample_weight is None:
+        return np.zeros(0, dtype=dtype)
+    array = _as_numeric_array(sample_weight, name)
+    if array.ndim != 1 or array.shape[0] != n_rows:
+        raise ValueError(f"{name} must have shape ({n_rows},), got {array.shape}")
+    converted = _finite_converted(array, dtype, name)
+    if (converted < 0).any():
+        row = int(np.argmax(converted < 0))
+        raise ValueError(f"{name} must be non-negative, got {converted[row]} at row {row}")
+    if not converted.any():
+        raise ValueError(f"{name} is all zeros: nothing to learn from")
+    return converted

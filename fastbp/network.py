@@ -17,7 +17,7 @@ from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import steps
 from fastbp._kernels.cpu.activations import needs_preactivation
 from fastbp._kernels.cpu.losses import loss_value
-from fastbp._validation import as_dtype, check_features, check_targets
+from fastbp._validation import as_dtype, check_features, check_sample_weight, check_targets
 
 # Inference runs in blocks of this many rows, so predicting on a large X needs a bounded workspace.
 _INFERENCE_BLOCK = 4096
@@ -124,6 +124,7 @@ def _build_plan(stages: list[_Stage]):
     gu[P.Y_UNIT] = take(stages[-1].dense.out_features)
     gu[P.DELTA0_UNIT] = take(widest)
     gu[P.DELTA1_UNIT] = take(widest)
+    gu[P.SW_UNIT] = take(1)
     gu[P.TOTAL_UNITS] = units
     return li, lf, gu, offset
 
@@ -211,19 +212,21 @@ class Sequential:
 
     # -- passes ------------------------------------------------------------------------------
 
-    def loss_and_grad(self, X, y) -> float:
+    def loss_and_grad(self, X, y, sample_weight=None) -> float:
         """One forward and backward pass on the batch (X, y): returns the mean loss (plus the weight
         penalty) and fills `grads`. Dropout is off here (the deterministic gradient); fit uses it.
 
         X: (rows, n_features); y: (rows, n_outputs) or (rows,) reals, or (rows,) integer labels for
-        SoftmaxCrossEntropy."""
+        SoftmaxCrossEntropy. sample_weight: (rows,) non-negative; the loss becomes
+        sum(w_i l_i) / sum(w_i), as in scikit-learn."""
         X = check_features(X, self.n_features, self.dtype)
         Y = check_targets(y, self.loss, X.shape[0], self.n_outputs, self.dtype)
+        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         with self._lock:
             ws = self._workspace_for(X.shape[0])
             return float(steps.loss_and_grad(
                 self._li, self._lf, self._gu, self.loss.code, self.loss.param, self.l1, self.l2,
-                self.params, self.grads, ws, X, Y, X.shape[0], False, 0, 0))
+                self.params, self.grads, ws, X, Y, weights, X.shape[0], False, 0, 0))
 
     def forward(self, X) -> np.ndarray:
         """The network's output for X (rows, n_features): (rows, n_outputs), raw (logits for the
@@ -257,12 +260,14 @@ class Sequential:
         out = self.forward(X)
         return predictions(self.loss, out)
 
-    def evaluate(self, X, y) -> dict:
-        """{"loss": mean loss with the weight penalty, "accuracy": where the loss defines classes}."""
+    def evaluate(self, X, y, sample_weight=None) -> dict:
+        """{"loss": mean loss with the weight penalty, "accuracy": where the loss defines classes}.
+        sample_weight weighs the loss as in loss_and_grad (accuracy stays unweighted)."""
         X = check_features(X, self.n_features, self.dtype)
         Y = check_targets(y, self.loss, X.shape[0], self.n_outputs, self.dtype)
+        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         out = self._forward_checked(X)
-        result = {"loss": float(loss_value(self.loss.code, self.loss.param, out, Y))
+        result = {"loss": float(loss_value(self.loss.code, self.loss.param, out, Y, weights))
                   + self.penalty()}
         if self.loss.classifies:
             result["accuracy"] = accuracy(self.loss, out, Y)
@@ -271,7 +276,7 @@ class Sequential:
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, optimizer="adam", lr=None,
             shuffle: bool = True, validation_data=None, validation_split: float = 0.0,
             callbacks=(), verbose: int = 1, seed: int | None = None,
-            clip_grad_norm: float | None = None):
+            clip_grad_norm: float | None = None, sample_weight=None):
         """Train by gradient descent; returns a History of per-epoch metrics.
 
         batch_size=None is full-batch gradient descent, 1 stochastic gradient descent, k mini-batch
@@ -279,19 +284,20 @@ class Sequential:
         fb.optim optimizer, whose state then carries over between calls. The same seed gives
         bit-identical parameters at a fixed thread count. A non-finite loss raises
         FloatingPointError (or ends quietly with a TerminateOnNaN callback) with the parameters
-        back at their last finite values. verbose: 0 silent, 1 progress bar, 2 a line per epoch."""
+        back at their last finite values. verbose: 0 silent, 1 progress bar, 2 a line per epoch.
+        sample_weight (rows,) weighs each row's loss: sum(w_i l_i) / sum(w_i) per batch."""
         from fastbp.train import fit
 
         return fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                    shuffle=shuffle, validation_data=validation_data,
                    validation_split=validation_split, callbacks=callbacks, verbose=verbose,
-                   seed=seed, clip_grad_norm=clip_grad_norm)
+                   seed=seed, clip_grad_norm=clip_grad_norm, sample_weight=sample_weight)
 
-    def train_on_batch(self, X, y, optimizer) -> float:
+    def train_on_batch(self, X, y, optimizer, sample_weight=None) -> float:
         """One optimizer step on (X, y), for online learning; returns the batch loss."""
         from fastbp.train import train_on_batch
 
-        return train_on_batch(self, X, y, optimizer)
+        return train_on_batch(self, X, y, optimizer, sample_weight=sample_weight)
 
     def save(self, path, optimizer=None) -> None:
         """Write the network (and optionally the optimizer's state) to one .npz of plain arrays."""

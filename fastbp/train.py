@@ -14,7 +14,7 @@ import numpy as np
 
 from fastbp import optim as optim_mod
 from fastbp._kernels.cpu.train import train_steps
-from fastbp._validation import check_features, check_targets
+from fastbp._validation import check_features, check_sample_weight, check_targets
 from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
@@ -73,7 +73,7 @@ def _resolve_optimizer(optimizer, lr):
     return opt
 
 
-def _split_validation(net, X, Y, validation_data, validation_split):
+def _split_validation(net, X, Y, weights, validation_data, validation_split):
     if not isinstance(validation_split, (int, float)) or isinstance(validation_split, bool) or \
             not (0.0 <= validation_split < 1.0):
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
@@ -85,15 +85,18 @@ def _split_validation(net, X, Y, validation_data, validation_split):
         Xv = check_features(validation_data[0], net.n_features, net.dtype, name="validation X")
         Yv = check_targets(validation_data[1], net.loss, Xv.shape[0], net.n_outputs, net.dtype,
                            name="validation y")
-        return X, Y, Xv, Yv
+        return X, Y, weights, Xv, Yv
     if validation_split:
         # The last rows, before any shuffling (as Keras does): a time-ordered set stays honest.
         n_val = int(math.floor(X.shape[0] * validation_split))
         if n_val < 1 or n_val >= X.shape[0]:
             raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
                              f"{n_val} validation rows and {X.shape[0] - n_val} training rows")
-        return X[:-n_val], Y[:-n_val], X[-n_val:], Y[-n_val:]
-    return X, Y, None, None
+        train_weights = weights[:-n_val] if weights.size else weights
+        if weights.size and not train_weights.any():
+            raise ValueError("sample_weight is zero on every training row left by validation_split")
+        return X[:-n_val], Y[:-n_val], train_weights, X[-n_val:], Y[-n_val:]
+    return X, Y, weights, None, None
 
 
 class _Progress:
@@ -149,10 +152,11 @@ class _Progress:
 
 def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=True,
         validation_data=None, validation_split=0.0, callbacks=(), verbose=1, seed=None,
-        clip_grad_norm=None) -> History:
+        clip_grad_norm=None, sample_weight=None) -> History:
     """Train `net` by mini-batch gradient descent; see Sequential.fit."""
     X = check_features(X, net.n_features, net.dtype)
     Y = check_targets(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
+    weights = check_sample_weight(sample_weight, X.shape[0], net.dtype)
     epochs = _check_int("epochs", epochs, 0)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
     verbose = _check_int("verbose", verbose, 0)
@@ -161,7 +165,8 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
     if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and
                                            clip_grad_norm > 0 and math.isfinite(clip_grad_norm)):
         raise ValueError(f"clip_grad_norm must be a positive number, got {clip_grad_norm!r}")
-    X, Y, Xv, Yv = _split_validation(net, X, Y, validation_data, validation_split)
+    X, Y, weights, Xv, Yv = _split_validation(net, X, Y, weights, validation_data,
+                                              validation_split)
     callbacks = check_callbacks(callbacks)
     opt = _resolve_optimizer(optimizer, lr)
     n = X.shape[0]
@@ -200,8 +205,8 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
                     tick = time.perf_counter()
                     ran = train_steps(
                         net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1, net.l2,
-                        net.params, net.grads, ws, X, Y, perm, batch, done, count, lrs, kind, slots,
-                        scalars, hyper, opt.state.step, dropout_seed, max_norm,
+                        net.params, net.grads, ws, X, Y, weights, perm, batch, done, count, lrs,
+                        kind, slots, scalars, hyper, opt.state.step, dropout_seed, max_norm,
                         losses[done:done + count], correct[done:done + count])
                     elapsed = time.perf_counter() - tick
                     opt.advance(ran)
@@ -298,10 +303,11 @@ def _epoch_logs(net, X, Y, Xv, Yv, batch, losses, correct, opt, started) -> dict
     return logs
 
 
-def train_on_batch(net, X, y, optimizer) -> float:
+def train_on_batch(net, X, y, optimizer, sample_weight=None) -> float:
     """One optimizer step on the batch (X, y) (dropout active); returns the batch loss."""
     X = check_features(X, net.n_features, net.dtype)
     Y = check_targets(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
+    weights = check_sample_weight(sample_weight, X.shape[0], net.dtype)
     if not isinstance(optimizer, optim_mod.Optimizer):
         raise TypeError(f"optimizer must be an fb.optim optimizer (its state persists between "
                         f"calls), got {type(optimizer).__name__}")
@@ -313,8 +319,8 @@ def train_on_batch(net, X, y, optimizer) -> float:
     with net._lock:
         ws = net._workspace_for(rows)
         ran = train_steps(net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1,
-                          net.l2, net.params, net.grads, ws, X, Y, np.arange(rows, dtype=np.int64),
-                          rows, 0, 1, lrs, kind, slots, scalars, hyper, optimizer.state.step,
+                          net.l2, net.params, net.grads, ws, X, Y, weights,
+                          np.arange(rows, dtype=np.int64), rows, 0, 1, lrs, kind, slots, scalars, hyper, optimizer.state.step,
                           net.seed or 0, 0.0, losses, correct)
     optimizer.advance(ran)
     if ran == 0:

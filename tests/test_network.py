@@ -190,3 +190,32 @@ def test_against_torch(rng):
     for lin, layer in zip(linears, net.dense_layers):
         np.testing.assert_allclose(layer.dW, lin.weight.grad.numpy().T, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(layer.db, lin.bias.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda l: l.name)
+def test_integer_sample_weights_equal_repeated_rows(loss, rng):
+    """sum(w_i l_i) / sum(w_i) with integer weights is the plain mean over rows repeated w_i times."""
+    net = build(fb.Tanh(), loss, widths=(5, 6, 3))
+    X = rng.normal(size=(7, 5))
+    y = make_targets(loss, 7, 3, rng)
+    w = np.array([1, 0, 3, 2, 1, 5, 1])
+    weighted = net.loss_and_grad(X, y, sample_weight=w)
+    grads = net.grads.copy()
+    repeated = net.loss_and_grad(np.repeat(X, w, axis=0), np.repeat(y, w, axis=0))
+    assert weighted == pytest.approx(repeated, rel=1e-12)
+    np.testing.assert_allclose(grads, net.grads, rtol=1e-10, atol=1e-14)
+    assert net.evaluate(X, y, sample_weight=w)["loss"] == pytest.approx(repeated, rel=1e-12)
+    unit = net.loss_and_grad(X, y, sample_weight=np.ones(7))
+    assert unit == pytest.approx(net.loss_and_grad(X, y), rel=1e-14)
+
+
+def test_fit_with_sample_weight_equals_fit_on_repeated_rows(rng):
+    net_w = build(fb.Tanh(), fb.MSE(), widths=(5, 6, 3))
+    net_r = build(fb.Tanh(), fb.MSE(), widths=(5, 6, 3))
+    X, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 3))
+    w = np.array([2, 1, 3, 1, 1, 2])
+    net_w.fit(X, y, epochs=3, batch_size=None, optimizer=fb.optim.SGD(lr=0.1), sample_weight=w,
+              verbose=0)
+    net_r.fit(np.repeat(X, w, axis=0), np.repeat(y, w, axis=0), epochs=3, batch_size=None,
+              optimizer=fb.optim.SGD(lr=0.1), verbose=0)
+    np.testing.assert_allclose(net_w.params, net_r.params, rtol=1e-10, atol=1e-13)

@@ -130,3 +130,18 @@ def test_other_dtypes_and_layouts_are_converted(clf):
 def test_bad_construction(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("w, match", [
+    (np.ones(3), r"shape \(4,\)"),
+    (np.array([1.0, -1.0, 1.0, 1.0]), "non-negative, got -1.0 at row 1"),
+    (np.array([1.0, np.nan, 1.0, 1.0]), "nan at row 1"),
+    (np.zeros(4), "all zeros"),
+])
+def test_bad_sample_weight(clf, w, match):
+    before = clf.params.copy()
+    with pytest.raises(ValueError, match=match):
+        clf.loss_and_grad(X_OK, Y_OK, sample_weight=w)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X_OK, Y_OK, sample_weight=w, verbose=0)
+    np.testing.assert_array_equal(clf.params, before)

@@ -28,4 +28,5 @@ Y_UNIT = 1  # gathered targets
 DELTA0_UNIT = 2  # two ping-pong delta buffers of the widest layer
 DELTA1_UNIT = 3
 TOTAL_UNITS = 4
-N_GLOBAL = 5
+SW_UNIT = 5  # gathered per-row sample weights (one column)
+N_GLOBAL = 6

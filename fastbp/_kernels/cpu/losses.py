@@ -16,19 +16,38 @@ MSE, L1, HUBER, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = range(5)
 
 
 @njit
-def loss_and_output_grad(code, param, out, Y, G):
+def weight_total(weights, rows):
+    """Sum of the row weights (rows when unweighted: `weights` is empty)."""
+    if weights.size == 0:
+        return float(rows)
+    total = 0.0
+    for i in range(rows):
+        total += float(weights[i])
+    return total
+
+
+@njit
+def loss_and_output_grad(code, param, out, Y, weights, G):
     """Mean loss of `out` (rows, k) against targets Y; writes dLoss/dOut into G (rows, k).
 
-    Softmax and sigmoid are fused into their cross-entropies: G = (p - y) / n, computed stably."""
+    `weights` (rows,) weighs each row's loss, scikit-learn style: sum(w_i l_i) / sum(w_i); an empty
+    array means every weight is 1 (the plain mean). Softmax and sigmoid are fused into their
+    cross-entropies: G = w_i (p - y) / sum(w), computed stably."""
     rows, cols = out.shape
     t = out.dtype.type
     zero, one = t(0), t(1)
+    weighted = weights.size > 0
+    w_sum = weight_total(weights, rows)
+    if w_sum == 0.0:
+        G[:, :] = zero
+        return 0.0
     total = 0.0
     if code == SOFTMAX_CROSS_ENTROPY:
-        inv_n = one / t(rows)
+        inv_n = one / t(w_sum)
         for i in range(rows):
             o = out[i]
             g = G[i]
+            w = weights[i] if weighted else one
             label = int(Y[i, 0])
             peak = o[0]
             for j in range(1, cols):
@@ -37,58 +56,65 @@ def loss_and_output_grad(code, param, out, Y, G):
             for j in range(cols):
                 g[j] = np.exp(o[j] - peak)
                 s += g[j]
-            total += float(peak) + np.log(float(s)) - float(o[label])
-            scale = inv_n / s
+            total += float(w) * (float(peak) + np.log(float(s)) - float(o[label]))
+            scale = w * inv_n / s
             for j in range(cols):
                 g[j] *= scale
-            g[label] -= inv_n
-        return total / rows
+            g[label] -= w * inv_n
+        return total / w_sum
 
-    inv_n = one / t(rows * cols)
-    if code == MSE:
-        two = t(2)
-        for i in range(rows):
+    inv_n = one / t(w_sum * cols)
+    for i in range(rows):
+        w = weights[i] if weighted else one
+        row_scale = w * inv_n
+        row_total = 0.0
+        if code == MSE:
+            two = t(2)
             for j in range(cols):
                 d = out[i, j] - Y[i, j]
-                total += float(d) * float(d)
-                G[i, j] = two * d * inv_n
-    elif code == L1:
-        for i in range(rows):
+                row_total += float(d) * float(d)
+                G[i, j] = two * d * row_scale
+        elif code == L1:
             for j in range(cols):
                 d = out[i, j] - Y[i, j]
-                total += abs(float(d))
-                G[i, j] = (one if d > zero else (-one if d < zero else zero)) * inv_n
-    elif code == HUBER:
-        delta = t(param)
-        for i in range(rows):
+                row_total += abs(float(d))
+                G[i, j] = (one if d > zero else (-one if d < zero else zero)) * row_scale
+        elif code == HUBER:
+            delta = t(param)
             for j in range(cols):
                 d = out[i, j] - Y[i, j]
                 a = abs(d)
                 if a < delta:
-                    total += 0.5 * float(d) * float(d)
-                    G[i, j] = d * inv_n
+                    row_total += 0.5 * float(d) * float(d)
+                    G[i, j] = d * row_scale
                 else:
-                    total += float(delta) * (float(a) - 0.5 * float(delta))
-                    G[i, j] = (delta if d > zero else -delta) * inv_n
-    elif code == BINARY_CROSS_ENTROPY:
-        for i in range(rows):
+                    row_total += float(delta) * (float(a) - 0.5 * float(delta))
+                    G[i, j] = (delta if d > zero else -delta) * row_scale
+        elif code == BINARY_CROSS_ENTROPY:
             for j in range(cols):
                 z = out[i, j]
                 y = Y[i, j]
                 e = np.exp(-abs(z))
-                total += float(max(z, zero) - z * y) + np.log1p(float(e))
+                row_total += float(max(z, zero) - z * y) + np.log1p(float(e))
                 # sigmoid(z) from the same e = exp(-|z|): no overflow for either sign.
                 p = one / (one + e) if z >= zero else e / (one + e)
-                G[i, j] = (p - y) * inv_n
-    return total / (rows * cols)
+                G[i, j] = (p - y) * row_scale
+        total += float(w) * row_total
+    return total / (w_sum * cols)
 
 
 @njit
-def loss_value(code, param, out, Y):
-    """Mean loss of `out` against Y without a gradient (evaluation and validation)."""
+def loss_value(code, param, out, Y, weights):
+    """Mean loss of `out` against Y without a gradient (evaluation and validation); `weights` as in
+    loss_and_output_grad."""
     rows, cols = out.shape
+    weighted = weights.size > 0
+    w_sum = weight_total(weights, rows)
+    if w_sum == 0.0:
+        return 0.0
     total = 0.0
     for i in range(rows):
+        row_total = 0.0
         if code == SOFTMAX_CROSS_ENTROPY:
             o = out[i]
             peak = float(o[0])
@@ -97,20 +123,21 @@ def loss_value(code, param, out, Y):
             s = 0.0
             for j in range(cols):
                 s += np.exp(float(o[j]) - peak)
-            total += peak + np.log(s) - float(o[int(Y[i, 0])])
-            continue
-        for j in range(cols):
-            d = float(out[i, j]) - float(Y[i, j])
-            if code == MSE:
-                total += d * d
-            elif code == L1:
-                total += abs(d)
-            elif code == HUBER:
-                a = abs(d)
-                total += 0.5 * d * d if a < param else param * (a - 0.5 * param)
-            else:
-                z = float(out[i, j])
-                total += max(z, 0.0) - z * float(Y[i, j]) + np.log1p(np.exp(-abs(z)))
+            row_total = peak + np.log(s) - float(o[int(Y[i, 0])])
+        else:
+            for j in range(cols):
+                d = float(out[i, j]) - float(Y[i, j])
+                if code == MSE:
+                    row_total += d * d
+                elif code == L1:
+                    row_total += abs(d)
+                elif code == HUBER:
+                    a = abs(d)
+                    row_total += 0.5 * d * d if a < param else param * (a - 0.5 * param)
+                else:
+                    z = float(out[i, j])
+                    row_total += max(z, 0.0) - z * float(Y[i, j]) + np.log1p(np.exp(-abs(z)))
+        total += (float(weights[i]) if weighted else 1.0) * row_total
     if code == SOFTMAX_CROSS_ENTROPY:
-        return total / rows
-    return total / (rows * cols)
+        return total / w_sum
+    return total / (w_sum * cols)

@@ -142,12 +142,12 @@ def weight_penalty(li, params, grads, l1, l2, with_grad):
 
 
 @njit
-def loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, rows,
-                  training, seed, step):
-    """One forward and backward pass over X (rows, n_in) against Y; fills grads, returns the loss
-    (data term plus weight penalty)."""
+def loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, weights,
+                  rows, training, seed, step):
+    """One forward and backward pass over X (rows, n_in) against Y, rows weighted by `weights`
+    (empty: unweighted); fills grads, returns the loss (data term plus weight penalty)."""
     out = forward(li, lf, gu, params, ws, X, rows, training, seed, step)
     G = output_delta(li, gu, ws, rows)
-    loss = loss_and_output_grad(loss_code, loss_param, out, Y, G)
+    loss = loss_and_output_grad(loss_code, loss_param, out, Y, weights, G)
     backward(li, lf, gu, params, grads, ws, X, rows, training)
     return loss + weight_penalty(li, params, grads, l1, l2, True)

@@ -33,14 +33,14 @@ def count_correct(loss_code, out, Y):
 
 
 @njit
-def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, perm,
-                batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed,
-                max_norm, batch_losses, batch_correct):
+def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight,
+                perm, batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0,
+                seed, max_norm, batch_losses, batch_correct):
     """Run batches first_batch .. first_batch + n_batches - 1 of the epoch ordered by `perm`.
 
     Batch k takes rows perm[k*batch_size : (k+1)*batch_size] (the last may be short), uses learning
     rate lrs[k - first_batch], and is optimizer step step0 + k - first_batch (0-based). max_norm > 0
-    clips the gradient's global L2 norm first. Writes each batch's loss and count of correct rows.
+    clips the gradient's global L2 norm first. sample_weight (n,) weighs rows; empty: unweighted. Writes each batch's loss and count of correct rows.
     Returns the number of batches done: fewer than n_batches when a loss came out non-finite, in which
     case that batch made no update."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
@@ -52,13 +52,21 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
         rows = min(batch_size, n - start)
         Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
         Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
+        w_start = capacity * gu[P.SW_UNIT]
+        Wb = ws[w_start:w_start + rows]
+        weighted = sample_weight.size > 0
         for i in range(rows):
             source = perm[start + i]
             Xb[i, :] = X[source]
             Yb[i, :] = Y[source]
+            if weighted:
+                Wb[i] = sample_weight[source]
+        if not weighted:
+            Wb = sample_weight
         step = step0 + k
         out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step)
-        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, output_delta(li, gu, ws, rows))
+        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb,
+                                    output_delta(li, gu, ws, rows))
         batch_correct[k] = count_correct(loss_code, out, Yb)
         backward(li, lf, gu, params, grads, ws, Xb, rows, True)
         loss += weight_penalty(li, params, grads, l1, l2, True)
