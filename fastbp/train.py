@@ -320,7 +320,8 @@ def train_on_batch(net, X, y, optimizer, sample_weight=None) -> float:
         ws = net._workspace_for(rows)
         ran = train_steps(net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1,
                           net.l2, net.params, net.grads, ws, X, Y, weights,
-                          np.arange(rows, dtype=np.int64), rows, 0, 1, lrs, kind, slots, scalars, hyper, optimizer.state.step,
+                          np.arange(rows, dtype=np.int64), rows, 0, 1, lrs, kind, slots, scalars,
+                          hyper, optimizer.state.step,
                           net.seed or 0, 0.0, losses, correct)
     optimizer.advance(ran)
     if ran == 0:

@@ -40,7 +40,8 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
 
     Batch k takes rows perm[k*batch_size : (k+1)*batch_size] (the last may be short), uses learning
     rate lrs[k - first_batch], and is optimizer step step0 + k - first_batch (0-based). max_norm > 0
-    clips the gradient's global L2 norm first. sample_weight (n,) weighs rows; empty: unweighted. Writes each batch's loss and count of correct rows.
+    clips the gradient's global L2 norm first. sample_weight (n,) weighs rows; empty: unweighted.
+    Writes each batch's loss and count of correct rows.
     Returns the number of batches done: fewer than n_batches when a loss came out non-finite, in which
     case that batch made no update."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
