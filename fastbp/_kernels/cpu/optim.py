@@ -320,10 +320,10 @@ def grad_norm(grads):
     n = grads.shape[0]
     zero = grads.dtype.type(0)
     for lo in range(0, n, _BLOCK):
-        hi = min(lo + _BLOCK, n)
+        block = grads[lo : min(lo + _BLOCK, n)]
         s = zero
-        for i in range(hi - lo):
-            s += grads[i] * grads[i]
+        for i in range(block.shape[0]):
+            s += block[i] * block[i]
         total += s
     return math.sqrt(total)
 
