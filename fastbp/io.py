@@ -173,8 +173,7 @@ def _optimizer_arrays(optimizer) -> dict[str, np.ndarray]:
     cls = type(optimizer)
     if optim.OPTIMIZERS.get(cls.__name__.lower()) is not cls:
         raise TypeError(
-            f"only the built-in optimizers ({', '.join(optim.OPTIMIZERS)}) can be "
-            f"saved, got {cls.__name__}"
+            f"only the built-in optimizers ({', '.join(optim.OPTIMIZERS)}) can be saved, got {cls.__name__}"
         )
     hyper = _hyper_parameters(optimizer)
     if callable(hyper.get("lr")):
@@ -185,9 +184,7 @@ def _optimizer_arrays(optimizer) -> dict[str, np.ndarray]:
     try:
         text = json.dumps(hyper, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"the hyper-parameters of {optimizer!r} cannot be stored as JSON: {err}"
-        ) from None
+        raise TypeError(f"the hyper-parameters of {optimizer!r} cannot be stored as JSON: {err}") from None
     arrays = {"optimizer.class": _text(cls.__name__), "optimizer.hyper": _text(text)}
     for key, value in optimizer.state_dict().items():
         name = f"optimizer.state.{_check_name('optimizer state', key)}"
@@ -218,10 +215,10 @@ def load(path, *, with_optimizer: bool = False, lr=None):
     return checkpoint.net, checkpoint.optimizer
 
 
-def load_checkpoint(path, *, lr=None) -> Checkpoint:
+def load_checkpoint(path, *, with_optimizer: bool = True, lr=None) -> Checkpoint:
     """Everything in the file at `path`: Checkpoint(net, optimizer or None, extra, version).
-    lr as in load()."""
-    return _read(path, build_optimizer=True, lr=lr)
+    with_optimizer=False leaves the optimizer out (None) without building it; lr as in load()."""
+    return _read(path, build_optimizer=with_optimizer, lr=lr)
 
 
 class _Invalid(ValueError):
@@ -242,8 +239,7 @@ def _read_checked(path: str, build_optimizer: bool, lr) -> Checkpoint:
         raise _Invalid(f"not a fastbp model file (no 'format' marker; it holds {_listing(raw)})")
     if _as_text(raw, "format") != MARKER:
         raise _Invalid(
-            f"not a fastbp model file (format marker {_as_text(raw, 'format')!r}, "
-            f"expected {MARKER!r})"
+            f"not a fastbp model file (format marker {_as_text(raw, 'format')!r}, expected {MARKER!r})"
         )
     version = raw.get("version")
     if version is None or version.ndim != 0 or version.dtype.kind not in "iu":
@@ -365,8 +361,7 @@ def _count_params(config: dict) -> int:
             for name, width in (("in_features", n_in), ("out_features", n_out)):
                 if isinstance(width, bool) or not isinstance(width, int) or width < 1:
                     raise _Invalid(
-                        f"config layer {index} (dense): {name} must be a positive "
-                        f"integer, got {width!r}"
+                        f"config layer {index} (dense): {name} must be a positive integer, got {width!r}"
                     )
             total += n_in * n_out + n_out
     return total
