@@ -243,6 +243,11 @@ def _read_csv(path: str, target: str | None, wanted: list[str] | None = None) ->
         values = _numeric_column(path, header[index], cells)
         if values is None:
             row = next(r for r, cell in enumerate(cells) if not _is_number(cell))
+            if not cells[row].strip():
+                raise CLIError(
+                    f"{path}: feature column {header[index]!r} has an empty cell in data row "
+                    f"{row + 1} (missing values are not supported)"
+                )
             raise CLIError(
                 f"{path}: feature column {header[index]!r} is not numeric "
                 f"(data row {row + 1} holds {cells[row]!r})"
@@ -412,7 +417,7 @@ def prepare_target(y: np.ndarray, loss_name: str):
         raise CLIError("cross-entropy needs one column of class labels as the target")
     if y.dtype.kind == "U":
         raise CLIError(
-            f"the target is not numeric (e.g. {y.flat[0]!r}); use a classification "
+            f"the target is not numeric (e.g. {str(y.flat[0])!r}); use a classification "
             f"loss (--loss auto or cross_entropy)"
         )
     targets = y if y.ndim == 2 else y.reshape(-1, 1)

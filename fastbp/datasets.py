@@ -143,9 +143,7 @@ def train_test_split(X, y, test_size: float | int = 0.2, seed: int | None = 0):
         raise ValueError(f"X has {n} rows but y has {y.shape[0]}")
     if n < 2:
         raise ValueError(f"train_test_split needs at least 2 rows, got {n}")
-    if isinstance(test_size, bool) or not isinstance(
-        test_size, (int, float, np.integer, np.floating)
-    ):
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)):
         raise TypeError(f"test_size must be a fraction or a row count, got {test_size!r}")
     if isinstance(test_size, (int, np.integer)):
         if not 1 <= test_size <= n - 1:

@@ -37,6 +37,7 @@ def files(tmp_path_factory):
         root / "bad.csv", ["width", "color", "kind"], [["1.0", "red", "a"], ["2.0", "blue", "b"]]
     )
     paths["csv_nan"] = write_csv(root / "nan.csv", ["a", "b"], [["1", "0"], ["nan", "1"]])
+    paths["csv_gap"] = write_csv(root / "gap.csv", ["a", "b"], [["1", "0"], ["", "1"]])
     paths["csv_one_class"] = write_csv(root / "one.csv", ["a", "b"], [["1", "x"], ["2", "x"]])
     paths["csv_ragged"] = str(root / "ragged.csv")
     with open(paths["csv_ragged"], "w") as handle:
@@ -60,13 +61,11 @@ def files(tmp_path_factory):
 
 
 def run_cli(*args, timeout=300):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run(
-        [sys.executable, "-m", "fastbp.cli", *map(str, args)],
+        [sys.executable, "-m", "fastbp", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
     )
 
 
@@ -228,6 +227,7 @@ BAD_INPUT = {
         "feature column 'color' is not numeric",
     ),
     "nan-feature": (["train", "{csv_nan}"], "column 'a' holds 'nan' in data row 2"),
+    "empty-cell": (["train", "{csv_gap}"], "empty cell in data row 2"),
     "one-class": (["train", "{csv_one_class}"], "single value"),
     "text-target-mse": (["train", "{csv}", "--loss", "mse"], "target is not numeric"),
     "bce-many-values": (["train", "{npy}", "--loss", "bce"], "needs a target with 2 classes"),

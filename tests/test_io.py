@@ -254,9 +254,7 @@ BAD_FILES = {
     "empty": (lambda p: p.write_bytes(b""), "empty"),
     "text": (lambda p: p.write_text("hello, I am a csv\n1,2\n"), "not a fastbp model file"),
     "npy": (
-        lambda p: (
-            np.save(p.with_suffix(".npy"), np.zeros(3)) or os.replace(p.with_suffix(".npy"), p)
-        ),
+        lambda p: np.save(p.with_suffix(".npy"), np.zeros(3)) or os.replace(p.with_suffix(".npy"), p),
         "single .npy array",
     ),
     "foreign-npz": (
