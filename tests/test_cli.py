@@ -275,7 +275,8 @@ def model(files):
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUT))
-def test_bad_input_is_one_line_and_status_2(files, model, capsys, name):
+def test_bad_input_is_one_line_and_status_2(files, model, capsys, monkeypatch, tmp_path, name):
+    monkeypatch.chdir(tmp_path)  # a case that wrongly succeeded would write ./model.npz here
     argv, fragment = BAD_INPUT[name]
     argv = [arg.format(model=model, **files) for arg in argv]
     capsys.readouterr()
