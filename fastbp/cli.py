@@ -754,25 +754,31 @@ def cmd_demo(args) -> int:
 # --- bench --------------------------------------------------------------------------------------
 
 
+def bench_script() -> str:
+    """bench/peers.py of the source checkout this fastbp runs from (absent from an installed wheel)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "peers.py")
+
+
 def cmd_bench(args) -> int:
     import runpy
 
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "peers.py")
+    script = bench_script()
     if not os.path.isfile(script):
         print(
-            "fastbp: bench is not available: bench/peers.py comes with a source checkout of "
-            "fastbp, not with the installed package",
+            f"fastbp: bench is not available: no {script} (bench/peers.py ships with a source "
+            f"checkout of fastbp, not with the installed package)",
             file=sys.stderr,
         )
         return EXIT_FAILED
     saved = sys.argv
     sys.argv = [script, *args.args]
-    try:
-        module = runpy.run_path(script, run_name="fastbp_bench_peers")
-        result = module["main"]() if "main" in module else None
+    try:  # exactly `python bench/peers.py ARGS...`
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
         sys.argv = saved
-    return int(result or 0)
+    return EXIT_OK
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -895,9 +901,8 @@ def make_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         help="compare fastbp with its peers (bench/peers.py)",
-        description="Run bench/peers.py from a source checkout.",
+        description="Run bench/peers.py from a source checkout; further arguments go to it.",
     )
-    bench.add_argument("args", nargs=argparse.REMAINDER, help="passed to bench/peers.py")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -905,7 +910,13 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); returns the exit status."""
     try:
-        args = make_parser().parse_args(argv)
+        parser = make_parser()
+        # bench passes what it does not know to bench/peers.py (argparse.REMAINDER fails on a
+        # leading --flag); every other command rejects it.
+        args, rest = parser.parse_known_args(argv)
+        if rest and args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args.args = rest
         if args.command is None:
             raise CLIError("choose a command: train, predict, demo or bench (see 'fastbp --help')")
         return args.handler(args)

@@ -207,8 +207,13 @@ def test_no_command_and_help(capsys):
     assert "--target" in capsys.readouterr().out
 
 
-def test_bench_hook_runs_or_says_it_is_missing(capsys, monkeypatch):
-    monkeypatch.setattr(os.path, "isfile", lambda path: False)
+def test_bench_runs_bench_peers_as_a_script(tmp_path, capsys, monkeypatch):
+    script = tmp_path / "peers.py"
+    script.write_text("import sys\nif __name__ == '__main__':\n    print(sys.argv[1:])\n    sys.exit(3)\n")
+    monkeypatch.setattr(cli, "bench_script", lambda: str(script))
+    assert cli.main(["bench", "--quick", "x"]) == 3
+    assert capsys.readouterr().out.strip() == "['--quick', 'x']"
+    monkeypatch.setattr(cli, "bench_script", lambda: str(tmp_path / "missing.py"))
     assert cli.main(["bench"]) == 1
     assert "not available" in capsys.readouterr().err
 
