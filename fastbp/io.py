@@ -323,6 +323,8 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
                             f"model file holds plain arrays only)"
                         ) from None
                     raise
+                if not isinstance(raw[key], np.ndarray):  # a zip member that is not a .npy
+                    raise _Invalid(f"not a fastbp model file: its member {key!r} is not a .npy array")
     except _Invalid:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as err:

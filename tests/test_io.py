@@ -204,6 +204,11 @@ def test_object_arrays_are_never_unpickled(tmp_path, saved):
     assert _Bomb.triggered == []
 
 
+def _plain_zip(path):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("format", "fastbp.model")
+
+
 def _truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -261,6 +266,7 @@ BAD_FILES = {
         lambda p: write_raw(p, {"X": np.zeros((3, 2)), "y": np.zeros(3)}),
         "not a fastbp model file .*'X', 'y'",
     ),
+    "zip-not-npz": (_plain_zip, "not a .npy array"),
     "truncated": (_truncate, "truncated or corrupt"),
     "flipped-byte": (_flip_params_byte, "truncated or corrupt"),
     "wrong-marker": (_tamper(format=np.array("other.model")), "not a fastbp model file"),
