@@ -291,6 +291,9 @@ def _read_checked(path: str, build_optimizer: bool, lr) -> Checkpoint:
         state = {key[len("optimizer.state.") :]: raw[key] for key in state_keys}
         optimizer = _build_optimizer(raw, state, net, lr)
     extra = {key[len("extra.") :]: raw[key] for key in raw if key.startswith("extra.")}
+    for name, value in extra.items():
+        if value.dtype.kind not in "biufU":
+            raise _Invalid(f"extra array {name!r} has dtype {value.dtype}; only numbers, bools and text")
     return Checkpoint(net=net, optimizer=optimizer, extra=extra, version=version)
 
 

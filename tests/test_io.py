@@ -313,6 +313,7 @@ BAD_FILES = {
         _tamper(optimizer__state__exp_avg_sq=None),
         "invalid optimizer state",
     ),
+    "extra-dtype": (_tamper(extra__when=np.array(["2024-01-01"], dtype="datetime64[D]")), "only numbers"),
     "orphan-state": (_tamper(optimizer__class=None), "without 'optimizer.class'"),
 }
 
