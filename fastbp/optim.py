@@ -181,6 +181,7 @@ class Optimizer:
         assert not hyper, hyper
         object.__setattr__(self, "_hp", checked)
         self._validate(checked)
+        self._names = tuple(self._slot_names())
         self.lr = lr
         self.lr_scale = 1.0
         self._hyper = np.array(self._pack(checked), dtype=np.float64)
@@ -196,7 +197,7 @@ class Optimizer:
         raise NotImplementedError
 
     def _slot_names(self) -> list[str]:
-        raise NotImplementedError
+        raise NotImplementedError  # the live slots' names, in kernel order, given the options
 
     def _slot_init(self, name: str) -> float:
         return 0.0
@@ -240,7 +241,7 @@ class Optimizer:
         step (or init)."""
         if self._slots is None:
             return None
-        names = self._slot_names()
+        names = self._names
         fields = {f: None for f in self._State._fields}
         fields.update({name: self._slots[i] for i, name in enumerate(names)})
         fields.update({name: self._scalars[j : j + 1] for j, name in enumerate(self._scalar_init)})
@@ -276,14 +277,14 @@ class Optimizer:
         self._step = 0
 
     def _allocate(self, n: int, dtype: np.dtype) -> None:
-        names = self._slot_names()
+        names = self._names
         # A kind without per-element state still gets a (1, 0) array: one kernel signature.
         self._slots = np.zeros((max(1, len(names)), n if names else 0), dtype=dtype)
         self._scalars = np.zeros(max(1, len(self._scalar_init)), dtype=np.float64)
         self._fill_initial()
 
     def _fill_initial(self) -> None:
-        for i, name in enumerate(self._slot_names()):
+        for i, name in enumerate(self._names):
             self._slots[i].fill(self._slot_init(name))
         for j, value in enumerate(self._scalar_init.values()):
             self._scalars[j] = value
@@ -306,7 +307,7 @@ class Optimizer:
         if not callable(self._lr):
             d["lr"] = np.array(self._lr, dtype=np.float64)
         if self._slots is not None:
-            for i, name in enumerate(self._slot_names()):
+            for i, name in enumerate(self._names):
                 d[name] = self._slots[i].copy()
             for j, name in enumerate(self._scalar_init):
                 d[name] = np.array(self._scalars[j], dtype=np.float64)
@@ -332,7 +333,7 @@ class Optimizer:
             )
         lr_scale = _nonneg(owner, "lr_scale", float(np.asarray(state["lr_scale"])))
         lr = _nonneg(owner, "lr", float(np.asarray(state["lr"]))) if "lr" in state else None
-        names = self._slot_names()
+        names = self._names
         expected = [*names, *self._scalar_init]
         unexpected = sorted(set(state) - {"kind", "step", "lr_scale", "lr", *expected})
         if unexpected:
@@ -395,22 +396,22 @@ class Optimizer:
         return float(value)
 
     def _ensure_state(self, params: np.ndarray) -> None:
-        """Allocate state for params on first use; refuse params the state was not made for."""
+        """Allocate state for params on first use; re-type the empty slots of a kind that keeps
+        no per-element state (nothing is lost)."""
         if self._slots is None:
             self._allocate(params.shape[0], params.dtype)
-        elif not self._slot_names():
-            if self._slots.dtype != params.dtype:  # nothing to lose: re-type the empty slots
-                self._allocate(0, params.dtype)
+        elif not self._names and self._slots.dtype != params.dtype:
+            self._allocate(0, params.dtype)
 
     def _check_state_fits(self, params: np.ndarray) -> None:
-        if self._slots is None or not self._slot_names():
+        slots = self._slots
+        if slots is None or not self._names:
             return
-        n = self._slots.shape[1]
-        if self._slots.dtype != params.dtype or n != params.shape[0]:
+        if slots.dtype != params.dtype or slots.shape[1] != params.shape[0]:
             raise ValueError(
-                f"{type(self).__name__}: its state was made for {n} elements of "
-                f"{self._slots.dtype}, params has {params.shape[0]} of "
-                f"{params.dtype}; call init(n, dtype) or use a new optimizer"
+                f"{type(self).__name__}: its state was made for {slots.shape[1]} elements of "
+                f"{slots.dtype}, params has {params.shape[0]} of {params.dtype}; call "
+                f"init(n, dtype) or use a new optimizer"
             )
 
     def _check_params(self, params) -> None:
@@ -418,15 +419,29 @@ class Optimizer:
         if not params.flags.writeable:
             raise ValueError("params must be writable (the step updates it in place)")
 
-    def step(self, params: np.ndarray, grads: np.ndarray) -> None:
-        """One step in place on `params` (1-D, contiguous, writable, float32 or float64) from
-        `grads` (same shape and dtype, read only). State is allocated on the first step."""
+    def _check_pair(self, params, grads) -> None:
+        if isinstance(params, np.ndarray) and isinstance(grads, np.ndarray):
+            pf, dt = params.flags, params.dtype
+            if (
+                dt in _FLOAT_DTYPES
+                and grads.dtype == dt
+                and params.ndim == 1
+                and grads.shape == params.shape
+                and pf.c_contiguous
+                and pf.writeable
+                and grads.flags.c_contiguous
+            ):
+                return  # the common case, checked in one go
         self._check_params(params)
         _check_buffer("grads", grads)
         if grads.dtype != params.dtype:
             raise TypeError(f"grads dtype {grads.dtype} differs from params dtype {params.dtype}")
-        if grads.shape != params.shape:
-            raise ValueError(f"grads has {grads.shape[0]} elements, params {params.shape[0]}")
+        raise ValueError(f"grads has {grads.shape[0]} elements, params {params.shape[0]}")
+
+    def step(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """One step in place on `params` (1-D, contiguous, writable, float32 or float64) from
+        `grads` (same shape and dtype, read only). State is allocated on the first step."""
+        self._check_pair(params, grads)
         self._check_state_fits(params)
         lr = self.lr_at(self._step) * self._lr_scale
         self._ensure_state(params)
