@@ -1,7 +1,13 @@
-"""fastbp: fast backpropagation for dense neural networks."""
+"""fastbp: fast backpropagation for dense neural networks.
 
-from fastbp import callbacks, optim, reference, schedules
+Layers, losses, Sequential, the optimizers (fb.optim), schedules, callbacks, save/load, gradcheck
+and the NumPy reference (fb.reference). Thread control: fb.set_num_threads / FASTBP_NUM_THREADS.
+"""
+
+from fastbp import callbacks, datasets, io, optim, reference, schedules
+from fastbp.clip import clip_grad_norm, clip_grad_value
 from fastbp.gradcheck import gradcheck
+from fastbp.io import load, load_checkpoint, save
 from fastbp.layers import (
     ELU,
     GELU,
@@ -17,11 +23,18 @@ from fastbp.layers import (
 )
 from fastbp.losses import L1, MSE, BinaryCrossEntropy, Huber, SoftmaxCrossEntropy
 from fastbp.network import Sequential
+from fastbp.threads import apply_environment as _apply_thread_environment
+from fastbp.threads import get_num_threads, set_num_threads
+from fastbp.train import History
 
 __version__ = "0.1.0"
 
+_apply_thread_environment()
+
 __all__ = [
-    "BinaryCrossEntropy", "Dense", "Dropout", "ELU", "GELU", "Huber", "Identity", "L1", "LeakyReLU",
-    "MSE", "ReLU", "Sequential", "Sigmoid", "SiLU", "SoftmaxCrossEntropy", "Softplus", "Tanh",
-    "__version__", "callbacks", "gradcheck", "optim", "reference", "schedules",
+    "BinaryCrossEntropy", "Dense", "Dropout", "ELU", "GELU", "History", "Huber", "Identity", "L1",
+    "LeakyReLU", "MSE", "ReLU", "Sequential", "SiLU", "Sigmoid", "SoftmaxCrossEntropy", "Softplus",
+    "Tanh", "__version__", "callbacks", "clip_grad_norm", "clip_grad_value", "datasets",
+    "get_num_threads", "gradcheck", "io", "load", "load_checkpoint", "optim", "reference", "save",
+    "schedules", "set_num_threads",
 ]

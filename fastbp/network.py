@@ -299,11 +299,12 @@ class Sequential:
 
         return train_on_batch(self, X, y, optimizer, sample_weight=sample_weight)
 
-    def save(self, path, optimizer=None) -> None:
-        """Write the network (and optionally the optimizer's state) to one .npz of plain arrays."""
+    def save(self, path, optimizer=None, *, extra: dict | None = None) -> None:
+        """Write the network (and optionally the optimizer's state, and `extra` named arrays) to one
+        versioned .npz of plain arrays, atomically; fb.load reads it back without unpickling."""
         from fastbp.io import save
 
-        save(self, path, optimizer=optimizer)
+        save(self, path, optimizer=optimizer, extra=extra)
 
     def penalty(self) -> float:
         """The weight penalty l1 * sum|W| + l2/2 * sum W^2 at the current parameters."""

@@ -1,0 +1,56 @@
+"""One knob for every thread pool fastbp uses: Numba's and the BLAS libraries'.
+
+Numba's np.dot calls scipy's OpenBLAS, a second copy beside numpy's, each with its own pool, so
+both are limited (through threadpoolctl). fastbp's kernels run no prange region inside a training
+step (the GEMMs are where the parallel work is), which keeps clear of the OpenMP-after-BLAS
+contention measured in shared/NUMBA_NOTES.md and keeps fork() safe.
+"""
+
+from __future__ import annotations
+
+import numba
+
+from fastbp import config
+
+_blas_limiter = None
+
+
+def _load_blas() -> None:
+    # Numba loads scipy's BLAS when a kernel using np.dot first compiles or loads from the cache;
+    # importing it here lets threadpoolctl see (and limit) it from the start.
+    import scipy.linalg.cython_blas  # noqa: F401
+
+
+def set_num_threads(n: int) -> None:
+    """Use n threads for fastbp's kernels and for BLAS (both OpenBLAS copies)."""
+    global _blas_limiter
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive int, got {n!r}")
+    ceiling = numba.config.NUMBA_NUM_THREADS
+    if n > ceiling:
+        raise ValueError(f"{n} threads asked for, but Numba was started with at most {ceiling} "
+                         f"(set NUMBA_NUM_THREADS or FASTBP_NUM_THREADS before importing fastbp)")
+    _load_blas()
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(n)
+    _blas_limiter = threadpool_limits(limits=n, user_api="blas")
+
+
+def get_num_threads() -> int:
+    """Threads fastbp's kernels use (BLAS is kept to the same number by set_num_threads)."""
+    return numba.get_num_threads()
+
+
+def blas_threads() -> list[dict]:
+    """What threadpoolctl sees of the BLAS libraries in this process (for checks and reports)."""
+    _load_blas()
+    from threadpoolctl import threadpool_info
+
+    return [info for info in threadpool_info() if info.get("user_api") == "blas"]
+
+
+def apply_environment() -> None:
+    """Honour FASTBP_NUM_THREADS at import."""
+    if config.NUM_THREADS is not None:
+        set_num_threads(min(config.NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
