@@ -324,6 +324,24 @@ def test_compiled_kernel_matches_step_and_runs_inside_njit():
     assert float(other.state.mu_product[0]) == float(one.state.mu_product[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("name", "hp", "lr_parabola", "lr_rosen"), CASES, ids=IDS)
+def test_scaled_step_equals_clip_then_step(name, hp, lr_parabola, lr_rosen, dtype):
+    a, b = start(dtype=dtype), start(dtype=dtype)
+    one, other = make(name, hp, lr_rosen), make(name, hp, lr_rosen)
+    kind, slots, scalars, hyper = other.prepare(b)
+    for t in range(1, 4):
+        g = rosenbrock(a.astype(np.float64))[1].astype(dtype)
+        coef = 0.5 / (K.grad_norm(g) + 1e-6)
+        clipped = g.copy()
+        K.scale_(clipped, coef)
+        one.step(a, clipped)
+        before = g.copy()
+        K.optimizer_step_scaled(kind, b, g, slots, scalars, hyper, t, lr_rosen, coef)
+        assert np.array_equal(g, before)
+        np.testing.assert_array_equal(b, a)
+
+
 @pytest.mark.parametrize(("name", "hp", "lr_parabola", "lr_rosen"), CASES, ids=IDS)
 def test_kernel_allocates_nothing_per_step(name, hp, lr_parabola, lr_rosen):
     nrt = pytest.importorskip("numba.core.runtime._nrt_python")

@@ -4,8 +4,9 @@ Every rule is torch.optim's single-tensor path (torch 2.x), with the scalar fact
 step sizes) computed once per step in float64, as torch computes them in Python floats, and cast to
 the buffers' dtype. The element loops never leave that dtype: a float32 buffer is updated in float32.
 
-`optimizer_step(kind, params, grads, slots, scalars, hyper, step, lr)` is the one entry point; it is
-a plain @njit function, so the compiled training steps call it too.
+`optimizer_step(kind, params, grads, slots, scalars, hyper, step, lr)` is the entry point; it is a
+plain @njit function, so the compiled training steps call it too. `optimizer_step_scaled(..., lr,
+grad_scale)` steps on grad_scale * grads without writing grads: a clip_grad_norm folded into the step.
 
 - params, grads: 1-D, C-contiguous, the same float dtype. grads is read only.
 - slots: (n_slots, n) array of that dtype, the per-element state, in the order listed below
@@ -16,7 +17,7 @@ a plain @njit function, so the compiled training steps call it too.
 - step: 1-based number of this step. lr: learning rate of this step.
 
 kind      hyper                                                         slots
-SGD       momentum, dampening, weight_decay, nesterov, maximize           momentum_buffer
+SGD       momentum, dampening, weight_decay, nesterov, maximize           [momentum_buffer]
 ADAM      beta1, beta2, eps, weight_decay, amsgrad, maximize              exp_avg, exp_avg_sq,
 ADAMW     (same as ADAM; weight decay decoupled)                          [max_exp_avg_sq]
 RMSPROP   alpha, eps, weight_decay, momentum, centered, maximize          square_avg,
@@ -27,7 +28,8 @@ ADAMAX    beta1, beta2, eps, weight_decay, maximize                       exp_av
 NADAM     beta1, beta2, eps, weight_decay, momentum_decay, decoupled,     exp_avg, exp_avg_sq
           maximize                                                        (scalars[0]: mu_product)
 
-Bracketed slots exist only when their option is on (amsgrad; momentum > 0; centered), in that order.
+Bracketed slots exist only when their option is on (momentum != 0; amsgrad; momentum > 0, centered),
+in the order listed.
 
 optimizer_step is serial: one vectorized loop per rule (memory bound from ~10^6 elements on).
 optimizer_step_parallel, the same step over chunks in a prange, is opt-in: it paid alone on 2 cores
@@ -45,13 +47,17 @@ from fastbp._kernels.jit import njit
 SGD, ADAM, ADAMW, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, NADAM = range(8)
 KIND_NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam")
 
-# Chunk length of optimizer_step_parallel, and block length of the blocked reductions.
+# Piece length of optimizer_step_parallel.
 CHUNK = 1 << 16
+# grad_norm sums blocks this long in the buffer's dtype, then the block sums in float64.
 _BLOCK = 4096
 
 
 # --- the per-element rules, each over params[lo:hi] ---------------------------------------------
 # c is a tuple of float64 factors computed once per step by _factors (below, same order).
+# Each rule first takes [lo:hi] views and loops from 0: with a loop index that may be negative,
+# numba keeps a wraparound select on every access and the loop no longer vectorizes. The option
+# tests (use_wd, amsgrad, ...) are loop-invariant and LLVM unswitches them out of the loop.
 
 
 @njit
@@ -218,19 +224,20 @@ def _nadam_range(params, grads, slots, c, lo, hi):
 
 
 @njit
-def _factors(kind, hyper, scalars, step, lr):
-    """The per-step float64 factors each rule takes (a 10-tuple), and NAdam's mu_product update."""
+def _factors(kind, hyper, scalars, step, lr, grad_scale):
+    """The per-step float64 factors each rule takes (a 10-tuple), and NAdam's mu_product update.
+    c[0], the factor on grads, carries maximize's sign and a clipping scale."""
     z = 0.0
     # A float exponent: numba's float ** int multiplies repeatedly and drifts from the pow() that
     # torch's Python floats use, by up to ~t ulps.
     t = float(step)
     if kind == SGD:
-        sign = -1.0 if hyper[4] != 0.0 else 1.0
+        sign = -grad_scale if hyper[4] != 0.0 else grad_scale
         first = 1.0 if step == 1 else 0.0
         return (sign, hyper[2], lr, hyper[0], 1.0 - hyper[1], hyper[3], first, z, z, z)
     if kind == ADAM or kind == ADAMW:
         b1, b2, eps, wd = hyper[0], hyper[1], hyper[2], hyper[3]
-        sign = -1.0 if hyper[5] != 0.0 else 1.0
+        sign = -grad_scale if hyper[5] != 0.0 else grad_scale
         bc1 = 1.0 - b1**t
         bc2 = 1.0 - b2**t
         if kind == ADAMW:
@@ -240,24 +247,24 @@ def _factors(kind, hyper, scalars, step, lr):
         return (sign, wd_grad, decay, 1.0 - b1, b2, 1.0 - b2, eps, bc2**0.5, lr / bc1, hyper[4])
     if kind == RMSPROP:
         alpha = hyper[0]
-        sign = -1.0 if hyper[5] != 0.0 else 1.0
+        sign = -grad_scale if hyper[5] != 0.0 else grad_scale
         return (sign, hyper[2], lr, alpha, 1.0 - alpha, hyper[1], hyper[3], hyper[4], z, z)
     if kind == ADAGRAD:
-        sign = -1.0 if hyper[3] != 0.0 else 1.0
+        sign = -grad_scale if hyper[3] != 0.0 else grad_scale
         clr = lr / (1.0 + (step - 1) * hyper[0])
         return (sign, hyper[1], clr, hyper[2], z, z, z, z, z, z)
     if kind == ADADELTA:
         rho = hyper[0]
-        sign = -1.0 if hyper[3] != 0.0 else 1.0
+        sign = -grad_scale if hyper[3] != 0.0 else grad_scale
         return (sign, hyper[2], lr, rho, 1.0 - rho, hyper[1], z, z, z, z)
     if kind == ADAMAX:
         b1 = hyper[0]
-        sign = -1.0 if hyper[4] != 0.0 else 1.0
+        sign = -grad_scale if hyper[4] != 0.0 else grad_scale
         clr = lr / (1.0 - b1**t)
         return (sign, hyper[3], 1.0 - b1, hyper[1], hyper[2], clr, z, z, z, z)
     # NADAM
     b1, b2, eps, wd, md = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
-    sign = -1.0 if hyper[6] != 0.0 else 1.0
+    sign = -grad_scale if hyper[6] != 0.0 else grad_scale
     mu = b1 * (1.0 - 0.5 * 0.96 ** (t * md))
     mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * md))
     mu_product = scalars[0] * mu
@@ -292,7 +299,15 @@ def _apply_range(kind, params, grads, slots, c, lo, hi):
 @njit
 def optimizer_step(kind, params, grads, slots, scalars, hyper, step, lr):
     """One step of optimizer `kind` in place: writes params, slots and scalars; reads grads."""
-    c = _factors(kind, hyper, scalars, step, lr)
+    c = _factors(kind, hyper, scalars, step, lr, 1.0)
+    _apply_range(kind, params, grads, slots, c, 0, params.shape[0])
+
+
+@njit
+def optimizer_step_scaled(kind, params, grads, slots, scalars, hyper, step, lr, grad_scale):
+    """optimizer_step on grad_scale * grads, grads left as they are: clip_grad_norm's rescale
+    folded into the step's one pass (the same numbers as scale_ then optimizer_step)."""
+    c = _factors(kind, hyper, scalars, step, lr, grad_scale)
     _apply_range(kind, params, grads, slots, c, 0, params.shape[0])
 
 
@@ -301,7 +316,7 @@ def optimizer_step_parallel(kind, params, grads, slots, scalars, hyper, step, lr
     """optimizer_step with the buffer split into CHUNK-long pieces run by prange. Opt-in only
     (fastbp.optim.Optimizer.parallel_min_size): right after multithreaded BLAS, as in training,
     the OpenMP region ran ~6x slower than the serial step (bench/optim_results.md)."""
-    c = _factors(kind, hyper, scalars, step, lr)
+    c = _factors(kind, hyper, scalars, step, lr, 1.0)
     n = params.shape[0]
     for k in numba.prange((n + CHUNK - 1) // CHUNK):
         lo = k * CHUNK
