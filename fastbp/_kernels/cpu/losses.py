@@ -10,6 +10,7 @@ sum over a large batch would lose digits the user sees in the training log.
 
 import numpy as np
 
+from fastbp._kernels.cpu.fastmath import fast_exp
 from fastbp._kernels.jit import njit
 
 MSE, L1, HUBER, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = range(5)
@@ -54,7 +55,7 @@ def loss_and_output_grad(code, param, out, Y, weights, G):
                 peak = max(peak, o[j])
             s = zero
             for j in range(cols):
-                g[j] = np.exp(o[j] - peak)
+                g[j] = fast_exp(o[j] - peak)
                 s += g[j]
             total += float(w) * (float(peak) + np.log(float(s)) - float(o[label]))
             scale = w * inv_n / s
@@ -94,7 +95,7 @@ def loss_and_output_grad(code, param, out, Y, weights, G):
             for j in range(cols):
                 z = out[i, j]
                 y = Y[i, j]
-                e = np.exp(-abs(z))
+                e = fast_exp(-abs(z))
                 row_total += float(max(z, zero) - z * y) + np.log1p(float(e))
                 # sigmoid(z) from the same e = exp(-|z|): no overflow for either sign.
                 p = one / (one + e) if z >= zero else e / (one + e)

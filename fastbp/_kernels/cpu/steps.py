@@ -6,6 +6,7 @@ every architecture. Nothing here allocates: every array is a view into params, g
 """
 
 import numpy as np
+from numba.extending import overload
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
@@ -28,28 +29,52 @@ def weights(params, li, layer):
     return params[w:w + n_in * n_out].reshape((n_in, n_out)), params[b:b + n_out]
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def dropout_uniform(seed, step, layer, index):
+    """A uniform number in [0, 1) from (seed, step, layer, index): splitmix64's finaliser, so masks
+    are the same whatever the thread count or chunking. Python ints here (used without the JIT);
+    the compiled version below wraps in uint64 and gives the same bits."""
+
+    def mix(x):
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return x ^ (x >> 31)
+
+    base = mix((int(seed) * 0x9E3779B97F4A7C15 + int(step)) & _MASK64)
+    base = mix((base + int(layer) * 0xD1B54A32D192ED03) & _MASK64)
+    return (mix((base + int(index)) & _MASK64) >> 11) * (1.0 / 9007199254740992.0)
+
+
 @njit
 def _mix64(x):
-    """splitmix64's finaliser: a well-mixed 64-bit hash of x."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
 
+@overload(dropout_uniform)
+def _dropout_uniform_compiled(seed, step, layer, index):
+    def impl(seed, step, layer, index):
+        base = _mix64(np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(step))
+        base = _mix64(base + np.uint64(layer) * np.uint64(0xD1B54A32D192ED03))
+        h = _mix64(base + np.uint64(index))
+        return float(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+    return impl
+
+
 @njit
 def fill_dropout_mask(mask, p, seed, step, layer):
-    """mask[i] = 0 with probability p, else 1/(1-p). Counter-based (seed, step, layer, index), so
-    the mask does not depend on thread count or on how steps are split into chunks."""
+    """mask[i] = 0 with probability p, else 1/(1-p), drawn by dropout_uniform."""
     t = mask.dtype.type
     keep = t(1.0 / (1.0 - p))
     zero = t(0)
     rows, cols = mask.shape
-    base = _mix64(np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(step))
-    base = _mix64(base + np.uint64(layer) * np.uint64(0xD1B54A32D192ED03))
     for i in range(rows):
         for j in range(cols):
-            h = _mix64(base + np.uint64(i * cols + j))
-            u = float(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+            u = dropout_uniform(seed, step, layer, i * cols + j)
             mask[i, j] = zero if u < p else keep
 
 
