@@ -208,3 +208,52 @@ def test_clip_grad_norm_limits_the_update():
     assert np.linalg.norm(a.params - start) == pytest.approx(1e-3, rel=1e-3)
     b.fit(X, y, epochs=1, batch_size=None, optimizer=fb.optim.SGD(lr=1.0), verbose=0)
     assert np.linalg.norm(b.params - start) > 1e-2
+
+
+@pytest.mark.parametrize("make_opt, l2, weighted, act", [
+    (lambda: fb.optim.SGD(lr=0.05), 0.0, False, fb.ReLU()),  # fused update in the backward walk
+    (lambda: fb.optim.SGD(lr=0.05), 0.0, True, fb.GELU()),
+    (lambda: fb.optim.SGD(lr=0.05), 0.01, False, fb.Tanh()),  # penalty: not fusable
+    (lambda: fb.optim.SGD(lr=0.05, momentum=0.9), 0.0, False, fb.ReLU()),
+    (lambda: fb.optim.Adam(lr=0.01), 0.0, False, fb.SiLU()),
+    (lambda: fb.optim.Adam(lr=0.01), 0.001, True, fb.ReLU()),
+])
+def test_batch_one_path_equals_manual_steps(make_opt, l2, weighted, act):
+    """Batch size 1 runs its own BLAS-free kernel; it must be the same algorithm."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(30, 6)), rng.integers(0, 3, size=30)
+    X[X < -0.5] = 0.0  # zero inputs take the skip branch
+    w = rng.uniform(0.5, 2.0, size=30) if weighted else None
+
+    def make():
+        return fb.Sequential(fb.Dense(6, 9), act, fb.Dense(9, 7), act, fb.Dense(7, 3),
+                             loss="cross_entropy", dtype=np.float64, seed=2, l2=l2)
+
+    a, b = make(), make()
+    a.fit(X, y, epochs=2, batch_size=1, optimizer=make_opt(), shuffle=True, seed=9, verbose=0,
+          sample_weight=w)
+    opt = make_opt()
+    order_rng = np.random.default_rng(9)
+    order_rng.integers(0, 2**62)  # fit draws the dropout seed first
+    for _ in range(2):
+        for i in order_rng.permutation(30):
+            b.loss_and_grad(X[i:i + 1], y[i:i + 1],
+                            sample_weight=None if w is None else w[i:i + 1])
+            opt.step(b.params, b.grads)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
+
+
+def test_batch_one_path_float32_and_clipping():
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(20, 4)).astype(np.float32), rng.normal(size=(20, 2))
+    a = fb.Sequential(fb.Dense(4, 8), fb.Tanh(), fb.Dense(8, 2), seed=0)
+    b = fb.Sequential(fb.Dense(4, 8), fb.Tanh(), fb.Dense(8, 2), seed=0)
+    a.fit(X, y, epochs=1, batch_size=1, optimizer=fb.optim.SGD(lr=0.1), shuffle=False,
+          clip_grad_norm=0.05, verbose=0)
+    opt = fb.optim.SGD(lr=0.1)
+    for i in range(20):
+        b.loss_and_grad(X[i:i + 1], y[i:i + 1])
+        fb.clip_grad_norm(b.grads, 0.05)
+        opt.step(b.params, b.grads)
+    assert a.params.dtype == np.float32
+    np.testing.assert_allclose(a.params, b.params, rtol=2e-6, atol=2e-7)

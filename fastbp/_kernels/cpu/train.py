@@ -7,7 +7,8 @@ arithmetic only: no dispatch, no allocation, no Python.
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
-from fastbp._kernels.cpu.optim import grad_norm, optimizer_step, scale_
+from fastbp._kernels.cpu.online import sample_backward, sample_forward
+from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step, scale_
 from fastbp._kernels.cpu.steps import backward, forward, output_delta, region, weight_penalty
 from fastbp._kernels.jit import is_finite, njit
 
@@ -48,28 +49,45 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
     n = perm.size
     n_in = li[0, P.N_IN]
     ky = Y.shape[1]
+    weighted = sample_weight.size > 0
+    online = batch_size == 1 and not has_dropout(li)
+    # Plain SGD at batch 1 updates W inside the backward walk (see online.py).
+    fusable = online and is_plain_sgd(kind, hyper) and l1 == 0.0 and l2 == 0.0 and max_norm == 0.0
+    w_start = capacity * gu[P.SW_UNIT]
     for k in range(n_batches):
         start = (first_batch + k) * batch_size
         rows = min(batch_size, n - start)
-        Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
-        Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
-        w_start = capacity * gu[P.SW_UNIT]
-        Wb = ws[w_start:w_start + rows]
-        weighted = sample_weight.size > 0
-        for i in range(rows):
-            source = perm[start + i]
-            Xb[i, :] = X[source]
-            Yb[i, :] = Y[source]
-            if weighted:
-                Wb[i] = sample_weight[source]
-        if not weighted:
-            Wb = sample_weight
         step = step0 + k
-        out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step)
+        if online:
+            source = perm[start]
+            Xb = X[source:source + 1]
+            Yb = Y[source:source + 1]
+            Wb = sample_weight[source:source + 1] if weighted else sample_weight
+            out = sample_forward(li, lf, gu, params, ws, Xb)
+        else:
+            Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
+            Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
+            Wb = ws[w_start:w_start + rows] if weighted else sample_weight
+            for i in range(rows):
+                source = perm[start + i]
+                Xb[i, :] = X[source]
+                Yb[i, :] = Y[source]
+                if weighted:
+                    Wb[i] = sample_weight[source]
+            out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step)
         loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb,
                                     output_delta(li, gu, ws, rows))
         batch_correct[k] = count_correct(loss_code, out, Yb)
-        backward(li, lf, gu, params, grads, ws, Xb, rows, True)
+        if fusable and lrs[k] > 0.0:
+            batch_losses[k] = loss
+            if not is_finite(loss):
+                return k
+            sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k])
+            continue
+        if online:
+            sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0)
+        else:
+            backward(li, lf, gu, params, grads, ws, Xb, rows, True)
         loss += weight_penalty(li, params, grads, l1, l2, True)
         batch_losses[k] = loss
         if not is_finite(loss):
@@ -80,3 +98,17 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
                 scale_(grads, max_norm / (norm + 1e-6))
         optimizer_step(kind, params, grads, slots, scalars, hyper, step + 1, lrs[k])
     return n_batches
+
+
+@njit
+def has_dropout(li):
+    for layer in range(li.shape[0]):
+        if li[layer, P.MASK_UNIT] >= 0:
+            return True
+    return False
+
+
+@njit
+def is_plain_sgd(kind, hyper):
+    """SGD without momentum, weight decay or maximize: p -= lr * g, nothing else."""
+    return kind == SGD and hyper[0] == 0.0 and hyper[2] == 0.0 and hyper[4] == 0.0
