@@ -4,7 +4,7 @@ Layers, losses, Sequential, the optimizers (fb.optim), schedules, callbacks, sav
 and the NumPy reference (fb.reference). Thread control: fb.set_num_threads / FASTBP_NUM_THREADS.
 """
 
-from fastbp import callbacks, datasets, io, optim, reference, schedules
+from fastbp import callbacks, datasets, io, optim, schedules
 from fastbp.clip import clip_grad_norm, clip_grad_value
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load, load_checkpoint, save
@@ -30,6 +30,15 @@ from fastbp.train import History
 __version__ = "0.1.0"
 
 _apply_thread_environment()
+
+
+def __getattr__(name):
+    # fb.reference imports scipy.special (~0.1 s): loaded on first use, not with fastbp.
+    if name == "reference":
+        import importlib
+
+        return importlib.import_module("fastbp.reference")
+    raise AttributeError(f"module 'fastbp' has no attribute {name!r}")
 
 __all__ = [
     "BinaryCrossEntropy", "Dense", "Dropout", "ELU", "GELU", "History", "Huber", "Identity", "L1",
