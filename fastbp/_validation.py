@@ -55,13 +55,23 @@ def check_features(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.n
     return _finite_converted(array, dtype, name)
 
 
+def _all_finite(array: np.ndarray) -> bool:
+    """Whether every value is finite, without a temporary the size of the array when it is a
+    contiguous float32/float64 array (the usual case: training data)."""
+    if array.dtype in FLOAT_DTYPES and array.flags.c_contiguous and array.size:
+        from fastbp._kernels.cpu.checks import first_nonfinite
+
+        return first_nonfinite(array) < 0
+    return bool(np.isfinite(array).all())
+
+
 def _finite_converted(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     """`array` as C-contiguous `dtype`, rejecting NaN/Inf and values that overflow the dtype."""
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not _all_finite(array):
         raise ValueError(f"{name} contains a non-finite value: {_first_nonfinite(array)}")
     with np.errstate(over="ignore", invalid="ignore"):
         converted = np.ascontiguousarray(array, dtype=dtype)
-    if not np.isfinite(converted).all():
+    if converted is not array and not _all_finite(converted):
         bad = tuple(np.argwhere(~np.isfinite(converted))[0])
         column = f", column {bad[1]}" if len(bad) > 1 else ""
         raise ValueError(f"{name} holds {array[bad]} at row {bad[0]}{column}, too large for {dtype}")

@@ -20,7 +20,7 @@ from fastbp._kernels.cpu.losses import loss_value
 from fastbp._validation import as_dtype, check_features, check_sample_weight, check_targets
 
 # Inference runs in blocks of this many rows, so predicting on a large X needs a bounded workspace.
-_INFERENCE_BLOCK = 4096
+_INFERENCE_BLOCK = 1024
 
 
 class DenseParams:

@@ -150,9 +150,9 @@ def test_predict_and_predict_proba(rng):
 
 
 def test_forward_blocks_match_one_pass(rng):
-    """Inference runs in blocks of 4096 rows; the seams must not show."""
+    """Inference runs in blocks of 1024 rows; the seams must not show."""
     net = fb.Sequential(fb.Dense(3, 4), fb.Tanh(), fb.Dense(4, 2), dtype=np.float64, seed=0)
-    X = rng.normal(size=(4096 + 37, 3))
+    X = rng.normal(size=(2 * 1024 + 37, 3))
     expected = reference.forward(list(net.specs), *weights_of(net), X)
     np.testing.assert_allclose(net.forward(X), expected, rtol=1e-12, atol=1e-14)
 
