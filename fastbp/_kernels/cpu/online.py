@@ -14,8 +14,12 @@ from fastbp._kernels.jit import njit
 
 
 @njit
-def sample_forward(li, lf, gu, params, ws, x):
-    """Forward pass of one sample x (1, n_in) through every layer; returns the output (1, n_out)."""
+def sample_forward(li, lf, gu, params, ws, x, pending_x, pending_lr):
+    """Forward pass of one sample x (1, n_in) through every layer; returns the output (1, n_out).
+
+    pending_lr > 0: first apply the previous sample's deferred first-layer SGD update,
+    W[i, :] -= pending_lr * pending_x[i] * d (d still in the first layer's delta buffer), in the same
+    sweep over W that computes z: the largest matrix is read and written once per step, not twice."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
     a = x
     for layer in range(li.shape[0]):
@@ -26,21 +30,58 @@ def sample_forward(li, lf, gu, params, ws, x):
         z = Z[0]
         z[:] = 0
         a_row = a[0]
-        for i in range(n_in):
-            ai = a_row[i]
-            if ai != 0:
+        if layer == 0 and pending_lr > 0.0:
+            d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
+            step = params.dtype.type(-pending_lr)
+            for i in range(n_in):
+                ai = a_row[i]
+                scale = step * pending_x[0, i]
                 w = W[i]
-                for j in range(n_out):
-                    z[j] += ai * w[j]
+                if scale != 0:
+                    if ai != 0:
+                        for j in range(n_out):
+                            w[j] += scale * d[j]
+                            z[j] += ai * w[j]
+                    else:
+                        for j in range(n_out):
+                            w[j] += scale * d[j]
+                elif ai != 0:
+                    for j in range(n_out):
+                        z[j] += ai * w[j]
+        else:
+            for i in range(n_in):
+                ai = a_row[i]
+                if ai != 0:
+                    w = W[i]
+                    for j in range(n_out):
+                        z[j] += ai * w[j]
         bias_activation_forward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, b, A)
         a = A
     return a
 
 
 @njit
-def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr):
+def flush_first_layer(li, gu, params, ws, pending_x, pending_lr):
+    """Apply a deferred first-layer update now (at the end of a run of steps)."""
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    n_in, n_out = li[0, P.N_IN], li[0, P.N_OUT]
+    W, _ = weights(params, li, 0)
+    d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
+    step = params.dtype.type(-pending_lr)
+    for i in range(n_in):
+        scale = step * pending_x[0, i]
+        if scale != 0:
+            w = W[i]
+            for j in range(n_out):
+                w[j] += scale * d[j]
+
+
+@njit
+def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr, defer_first):
     """Backpropagate the output delta of one sample. fused_lr > 0: apply plain SGD to W and b as the
-    walk goes (grads then holds only db); otherwise write dW and db into grads."""
+    walk goes (grads then holds only db); otherwise write dW and db into grads. defer_first leaves
+    the first layer's W update to the next sample_forward (or flush_first_layer): its delta stays in
+    the first layer's delta buffer until then."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
     fused = fused_lr > 0.0
     for layer in range(li.shape[0] - 1, -1, -1):
@@ -58,6 +99,10 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr):
         g_prev = region(ws, capacity, there, 1, n_in)[0]
         t = params.dtype.type
         step = t(-fused_lr)
+        if layer == 0 and fused and defer_first:
+            for j in range(n_out):
+                b[j] += step * d[j]
+            continue
         for i in range(n_in):
             w = W[i]
             if layer > 0:
@@ -67,7 +112,7 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr):
                 g_prev[i] = s
             ai = a_prev[i]
             if fused:
-                if ai != 0:
+                if ai != 0 and not (defer_first and layer == 0):
                     scale = step * ai
                     for j in range(n_out):
                         w[j] += scale * d[j]

@@ -7,8 +7,8 @@ arithmetic only: no dispatch, no allocation, no Python.
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
-from fastbp._kernels.cpu.online import sample_backward, sample_forward
-from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step, scale_
+from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
+from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_scaled
 from fastbp._kernels.cpu.steps import backward, forward, output_delta, region, weight_penalty
 from fastbp._kernels.jit import is_finite, njit
 
@@ -54,6 +54,9 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
     # Plain SGD at batch 1 updates W inside the backward walk (see online.py).
     fusable = online and is_plain_sgd(kind, hyper) and l1 == 0.0 and l2 == 0.0 and max_norm == 0.0
     w_start = capacity * gu[P.SW_UNIT]
+    # Plain SGD at batch 1 defers each step's first-layer update into the next forward sweep.
+    pending_x = X[0:1]
+    pending_lr = 0.0
     for k in range(n_batches):
         start = (first_batch + k) * batch_size
         rows = min(batch_size, n - start)
@@ -63,7 +66,8 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
             Xb = X[source:source + 1]
             Yb = Y[source:source + 1]
             Wb = sample_weight[source:source + 1] if weighted else sample_weight
-            out = sample_forward(li, lf, gu, params, ws, Xb)
+            out = sample_forward(li, lf, gu, params, ws, Xb, pending_x, pending_lr)
+            pending_lr = 0.0
         else:
             Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
             Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
@@ -82,21 +86,27 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
-            sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k])
+            sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k], True)
+            if k + 1 < n_batches:
+                pending_x, pending_lr = Xb, lrs[k]
+            else:
+                flush_first_layer(li, gu, params, ws, Xb, lrs[k])
             continue
         if online:
-            sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0)
+            sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0, False)
         else:
             backward(li, lf, gu, params, grads, ws, Xb, rows, True)
         loss += weight_penalty(li, params, grads, l1, l2, True)
         batch_losses[k] = loss
         if not is_finite(loss):
             return k
+        # Clipping folds its factor into the optimizer's single pass over the buffers.
+        clip = 1.0
         if max_norm > 0.0:
             norm = grad_norm(grads)
             if norm > max_norm:
-                scale_(grads, max_norm / (norm + 1e-6))
-        optimizer_step(kind, params, grads, slots, scalars, hyper, step + 1, lrs[k])
+                clip = max_norm / (norm + 1e-6)
+        optimizer_step_scaled(kind, params, grads, slots, scalars, hyper, step + 1, lrs[k], clip)
     return n_batches
 
 
