@@ -12,7 +12,7 @@ Why `train_epoch` below rather than Sequential.fit: scikit-learn's rules differ 
 torch-style ones in ways one fixed setting cannot absorb.
 - Its L2 penalty is 0.5 * alpha * sum(W^2) / (sum of the batch's sample weights): it changes from
   batch to batch (the last, partial batch; every batch when rows are weighted). `train_epoch` passes
-  l2 = alpha / sum(w) to fastbp's weight_penalty for each batch.
+  l2 = alpha / sum(w) to the penalty for each batch.
 - Its Adam adds epsilon to sqrt(v) before the bias correction (lr_t = lr sqrt(1 - b2^t) / (1 - b1^t));
   its SGD keeps velocity = momentum * velocity - lr * g. Neither is torch's rule, so the update is
   a loop of its own here, fused into the epoch.
@@ -55,7 +55,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
-from fastbp._kernels.cpu.steps import backward, forward, output_delta, region, weight_penalty
+from fastbp._kernels.cpu.fastmath import fast_exp
+from fastbp._kernels.cpu.steps import backward, forward, output_delta, region
 from fastbp._kernels.jit import njit
 from fastbp.network import Sequential
 
@@ -91,19 +92,21 @@ def output_loss_and_delta(kind, Z, Y, weights, sw_sum, clip, G):
         scale = w * inv
         row = 0.0
         if kind == SOFTMAX:
-            peak = float(Z[i, 0])
+            peak = Z[i, 0]
             for j in range(1, k):
-                peak = max(peak, float(Z[i, j]))
+                peak = max(peak, Z[i, j])
             s = 0.0
             for j in range(k):
-                s += math.exp(float(Z[i, j]) - peak)
-            lse = peak + math.log(s)
+                e = fast_exp(Z[i, j] - peak)
+                G[i, j] = e
+                s += float(e)
+            log_s = math.log(s)
+            inv_s = t(1.0 / s)
             for j in range(k):
-                z = float(Z[i, j])
                 y = float(Y[i, j])
                 if y != 0.0:
-                    row += y * min(lse - z, clip)
-                G[i, j] = t((math.exp(z - peak) / s - y) * scale)
+                    row += y * min(float(peak) + log_s - float(Z[i, j]), clip)
+                G[i, j] = (G[i, j] * inv_s - Y[i, j]) * t(scale)
         elif kind == LOGISTIC:
             for j in range(k):
                 z = float(Z[i, j])
@@ -133,6 +136,56 @@ def output_loss_and_delta(kind, Z, Y, weights, sw_sum, clip, G):
 
 
 @njit
+def l2_penalty(li, params, grads, l2):
+    """l2/2 * sum W^2 over the weight matrices (not the biases); adds l2 * W to grads."""
+    t = params.dtype.type
+    c = t(l2)
+    total = 0.0
+    for layer in range(li.shape[0]):
+        start = li[layer, P.W_OFF]
+        for i in range(start, start + li[layer, P.N_IN] * li[layer, P.N_OUT]):
+            w = params[i]
+            grads[i] += c * w
+            total += float(w) * float(w)
+    return 0.5 * l2 * total
+
+
+@njit
+def adam_update(params, grads, m, v, lr_t, beta_1, beta_2, epsilon):
+    """scikit-learn's Adam: m, v the raw moments; params -= lr_t m / (sqrt(v) + epsilon), with
+    lr_t = lr sqrt(1 - beta_2^t) / (1 - beta_1^t) (the bias correction sits in the rate)."""
+    t = params.dtype.type
+    b1, b2, eps, rate = t(beta_1), t(beta_2), t(epsilon), t(lr_t)
+    c1, c2 = t(1.0 - beta_1), t(1.0 - beta_2)
+    for i in range(params.size):
+        g = grads[i]
+        mi = b1 * m[i] + c1 * g
+        vi = b2 * v[i] + c2 * (g * g)
+        m[i] = mi
+        v[i] = vi
+        params[i] -= rate * mi / (np.sqrt(vi) + eps)
+
+
+@njit
+def sgd_update(params, grads, velocity, lr, momentum, nesterov):
+    """scikit-learn's SGD: velocity = momentum velocity - lr g; params += velocity, or with
+    Nesterov params += momentum velocity - lr g."""
+    t = params.dtype.type
+    mu, rate = t(momentum), t(lr)
+    if nesterov:
+        for i in range(params.size):
+            g = grads[i]
+            vi = mu * velocity[i] - rate * g
+            velocity[i] = vi
+            params[i] += mu * vi - rate * g
+    else:
+        for i in range(params.size):
+            vi = mu * velocity[i] - rate * grads[i]
+            velocity[i] = vi
+            params[i] += vi
+
+
+@njit
 def train_epoch(li, lf, gu, kind, clip, alpha, params, grads, ws, X, Y, sample_weight, perm,
                 batch_size, adam, hyper, m, v, t0, lr, batch_losses):
     """One epoch of scikit-learn's mini-batch training, in place on params (and m, v).
@@ -149,7 +202,6 @@ def train_epoch(li, lf, gu, kind, clip, alpha, params, grads, ws, X, Y, sample_w
     weighted = sample_weight.size > 0
     w_start = capacity * gu[P.SW_UNIT]
     n_batches = (n + batch_size - 1) // batch_size
-    t = params.dtype.type
     for b in range(n_batches):
         start = b * batch_size
         rows = min(batch_size, n - start)
@@ -169,33 +221,13 @@ def train_epoch(li, lf, gu, kind, clip, alpha, params, grads, ws, X, Y, sample_w
         out = forward(li, lf, gu, params, ws, Xb, rows, False, 0, 0)
         data = output_loss_and_delta(kind, out, Yb, Wb, sw_sum, clip, output_delta(li, gu, ws, rows))
         backward(li, lf, gu, params, grads, ws, Xb, rows, False)
-        batch_losses[b] = data / sw_sum + weight_penalty(li, params, grads, 0.0, alpha / sw_sum, True)
+        batch_losses[b] = data / sw_sum + l2_penalty(li, params, grads, alpha / sw_sum)
         if adam:
             step = t0 + b + 1
-            beta_1, beta_2 = hyper[0], hyper[1]
-            lr_t = t(lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step))
-            b1, b2, eps = t(beta_1), t(beta_2), t(hyper[2])
-            c1, c2 = t(1.0 - beta_1), t(1.0 - beta_2)
-            for i in range(params.size):
-                g = grads[i]
-                mi = b1 * m[i] + c1 * g
-                vi = b2 * v[i] + c2 * g * g
-                m[i] = mi
-                v[i] = vi
-                params[i] -= lr_t * mi / (np.sqrt(vi) + eps)
+            lr_t = lr * math.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step)
+            adam_update(params, grads, m, v, lr_t, hyper[0], hyper[1], hyper[2])
         else:
-            mu, rate = t(hyper[0]), t(lr)
-            if hyper[1] != 0.0:
-                for i in range(params.size):
-                    g = grads[i]
-                    velocity = mu * m[i] - rate * g
-                    m[i] = velocity
-                    params[i] += mu * velocity - rate * g
-            else:
-                for i in range(params.size):
-                    velocity = mu * m[i] - rate * grads[i]
-                    m[i] = velocity
-                    params[i] += velocity
+            sgd_update(params, grads, m, lr, hyper[0], hyper[1] != 0.0)
     return n_batches
 
 
@@ -233,7 +265,7 @@ def loss_and_gradient(li, lf, gu, kind, clip, alpha, params, grads, total, ws, X
                 total += grads
     if n > capacity:
         grads[:] = total
-    return data / sw_sum + weight_penalty(li, params, grads, 0.0, alpha / sw_sum, True)
+    return data / sw_sum + l2_penalty(li, params, grads, alpha / sw_sum)
 
 
 # --- the network behind an estimator --------------------------------------------------------------
