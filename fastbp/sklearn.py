@@ -20,7 +20,9 @@ torch-style ones in ways one fixed setting cannot absorb.
   the Poisson deviance under an exp output, while the output delta is act(z) - y for all of them.
 The forward pass, backpropagation and penalty are fastbp's own kernels (fastbp._kernels.cpu.steps).
 
-Sparse X is accepted, as scikit-learn does, and made dense (the kernels are dense).
+Precision: the sgd and adam solvers compute in float32 unless dtype="float64" (or dtype=None,
+scikit-learn's rule: float64 unless X is float32); lbfgs always in float64. Sparse X is accepted, as
+scikit-learn does, and made dense (the kernels are dense).
 """
 
 from __future__ import annotations
@@ -428,6 +430,7 @@ class _BaseMLP(BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [None, StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
     }
 
     _loss_name = "squared_error"
@@ -543,8 +546,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"the fitted layers have shapes {shapes}, but this data and "
                                  f"hidden_layer_sizes need {list(pairwise(layer_units))}")
 
-        # L-BFGS works in float64 (scipy's iterate is float64, as scikit-learn's weights become).
-        dtype = np.float64 if self.solver == "lbfgs" else X.dtype
+        dtype = self._compute_dtype(X.dtype)
         engine = self._engine_for(dtype, layer_units)
         self.coefs_, self.intercepts_ = engine.views()
         X = np.ascontiguousarray(X, dtype=dtype)
@@ -560,6 +562,15 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
+
+    def _compute_dtype(self, input_dtype) -> np.dtype:
+        # L-BFGS works in float64: scipy's iterate is float64 (scikit-learn's weights become float64
+        # there too), and its line search needs a loss that precise.
+        if self.solver == "lbfgs":
+            return np.dtype(np.float64)
+        if self.dtype is None:
+            return np.dtype(input_dtype)
+        return np.dtype(self.dtype)
 
     def _fit_lbfgs(self, engine, X, y, sample_weight):
         net = engine.net
@@ -734,6 +745,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
     early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun.
     Multiclass output is softmax; binary and multi-label outputs are logistic.
+
+    One parameter of fastbp's own, keyword-only: dtype, the precision the sgd and adam solvers
+    compute in. "float32" (the default: fastbp's precision, and what makes the GEMMs fast) or
+    "float64"; None follows scikit-learn's rule (float32 input stays float32, anything else is
+    float64), for results equal to scikit-learn's up to rounding. lbfgs always runs in float64.
     """
 
     _loss_name = "log_loss"
@@ -743,7 +759,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype="float32"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -767,6 +784,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.dtype = dtype
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -845,7 +863,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's MLPRegressor, trained by fastbp.
 
     loss: "squared_error" (half the squared error, identity output) or "poisson" (half the Poisson
-    deviance, exp output). The other parameters are MLPClassifier's."""
+    deviance, exp output). The other parameters, dtype included, are MLPClassifier's."""
 
     _parameter_constraints: dict = {
         **_BaseMLP._parameter_constraints,
@@ -857,7 +875,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype="float32"):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -882,6 +901,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.dtype = dtype
 
     @property
     def _loss_name(self):
