@@ -47,7 +47,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -653,7 +653,9 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # What sklearn.utils.shuffle(sample_idx, random_state=...) does, without its
+                    # validation (a tenth of a digits epoch): the same draws, the same order.
+                    self._random_state.shuffle(sample_idx)
                 train_epoch(net._li, net._lf, net._gu, engine.kind, engine.clip, alpha, net.params,
                             net.grads, ws, X_train, Y_train, weights, sample_idx, batch_size,
                             optimizer.adam, hyper, ms, vs, optimizer.t,
