@@ -609,7 +609,7 @@ def plot(result: dict, path) -> bool:
         )
         for name in series:
             points = [
-                (r["batch"], r["gemm_limit"] if name == "gemm_limit" else r["samples_per_s"].get(name))
+                (r["batch"], r.get("gemm_limit") if name == "gemm_limit" else r["samples_per_s"].get(name))
                 for r in mine
             ]
             points = [(b, v) for b, v in points if v]

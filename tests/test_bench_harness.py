@@ -1,0 +1,207 @@
+"""The benchmark harness (bench/peers.py, bench/limit.py) runs and reports what it says: structure,
+keys, columns and the GEMMs it times. Never the speed: no figure here is compared with anything."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+TINY = {"tiny": (8, 16, 4)}
+
+
+def _load(name: str):
+    """A bench/ script as a module (bench/ is not a package), loaded once."""
+    key = f"fastbp_bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+@pytest.fixture
+def peers():
+    # measure() gives fastbp all cores (fb.set_num_threads); put back what the suite had.
+    before = fb.get_num_threads()
+    yield _load("peers")
+    fb.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    before = fb.get_num_threads()
+    result = _load("peers").measure(
+        nets=TINY,
+        batches=(1, 8),
+        optimizers=("sgd", "adam"),
+        peers=("fastbp", "reference"),
+        repeats=1,
+        rows=64,
+    )
+    fb.set_num_threads(before)
+    return result
+
+
+def test_measure_gives_one_row_per_net_optimizer_and_batch(tiny_result):
+    assert set(tiny_result) == {"meta", "results"}
+    rows = tiny_result["results"]
+    assert [(r["net"], r["optimizer"], r["batch"]) for r in rows] == [
+        ("tiny", "sgd", 1),
+        ("tiny", "sgd", 8),
+        ("tiny", "adam", 1),
+        ("tiny", "adam", 8),
+    ]
+    peers = _load("peers")
+    for row in rows:
+        assert row["widths"] == [8, 16, 4]
+        assert row["lr"] == peers.LR[row["optimizer"]]
+        assert row["rows"] == peers.rows_for(row["batch"], 64)
+        assert row["errors"] == {}
+        assert set(row["samples_per_s"]) == {"fastbp", "reference"}
+        assert set(row["runs"]) == {"fastbp", "reference"}
+        for name, rates in row["runs"].items():
+            assert len(rates) == 1
+            assert row["samples_per_s"][name] == max(rates)
+            assert math.isfinite(rates[0]) and rates[0] > 0
+        assert row["best_peer"] == "reference"
+        assert row["ratio"] == pytest.approx(
+            row["samples_per_s"]["fastbp"] / row["samples_per_s"]["reference"]
+        )
+        assert math.isfinite(row["gemm_limit"]) and row["gemm_limit"] > 0
+
+
+def test_measure_records_the_environment(tiny_result):
+    meta = tiny_result["meta"]
+    assert meta["runners"] == ["fastbp", "reference"]
+    assert meta["missing"] == {}
+    assert meta["repeats"] == 1 and meta["rows"] == 64 and meta["dtype"] == "float32"
+    assert meta["threads"] >= 1 and meta["threads_used"]["fastbp"] == meta["threads"]
+    assert {"numpy", "numba", "fastbp"} <= set(meta["versions"])
+    assert meta["blas"] and all("num_threads" in b for b in meta["blas"])
+    assert meta["seconds"] > 0
+
+
+def test_result_is_plain_json(tiny_result, tmp_path):
+    peers = _load("peers")
+    path = tmp_path / "out" / "peers.json"
+    peers.write_json(tiny_result, path)
+    assert json.loads(path.read_text()) == tiny_result
+
+
+def test_table_has_a_column_per_peer_and_a_row_per_result(tiny_result):
+    lines = _load("peers").table(tiny_result).splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["net", "optimizer", "batch", "fastbp", "reference", "GEMM limit", "fastbp / best peer"]
+    assert len(lines) == 2 + len(tiny_result["results"])
+    for line, row in zip(lines[2:], tiny_result["results"]):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert len(cells) == len(header)
+        assert cells[:3] == [row["net"], row["optimizer"], str(row["batch"])]
+        assert cells[3] == f"{row['samples_per_s']['fastbp']:,.0f}"
+        assert cells[-1] == f"{row['ratio']:.2f} (reference)"
+
+
+def test_main_prints_the_table_and_writes_json_and_plot(peers, tmp_path, capsys):
+    path, png = tmp_path / "r.json", tmp_path / "r.png"
+    argv = [
+        "--nets",
+        "small",
+        "--batches",
+        "4",
+        "--optimizers",
+        "sgd",
+        "--peers",
+        "fastbp,reference",
+        "--repeats",
+        "1",
+        "--rows",
+        "32",
+        "--no-limit",
+        "--json",
+        str(path),
+        "--plot",
+        str(png),
+    ]
+    assert peers.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| small | sgd | 4 |" in out
+    result = json.loads(path.read_text())
+    assert [(r["net"], r["batch"], r["rows"]) for r in result["results"]] == [("small", 4, 32)]
+    assert "gemm_limit" not in result["results"][0]
+    assert result["meta"]["quick"] is False
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_arguments_are_usage_errors(peers):
+    for argv in (["--peers", "nope"], ["--nets", "huge"], ["--optimizers", "lbfgs"], ["--batches", "0"]):
+        with pytest.raises(SystemExit) as done:
+            peers.main(argv)
+        assert done.value.code == 2, argv
+
+
+def test_missing_peers_are_skipped_with_a_reason(peers, monkeypatch):
+    monkeypatch.setattr(peers, "_installed", lambda *modules: "torch" not in modules and "jax" not in modules)
+    runners, missing = peers.available_runners(("fastbp", "torch", "jax", "reference"))
+    assert runners == ["fastbp", "reference"]
+    assert set(missing) == {"torch", "jax"} and "not installed" in missing["torch"]
+    monkeypatch.setattr(peers, "_installed", lambda *modules: True)
+    assert peers.available_runners(("jax",))[0] == ["jax-step", "jax-scan"]
+
+
+def test_rows_are_whole_batches():
+    rows_for = _load("peers").rows_for
+    assert rows_for(1, 8192) == 2048
+    assert rows_for(64, 8192) == 8192
+    assert rows_for(1024, 2048) == 4096  # at least four batches
+    assert rows_for(100, 8192) == 8100
+
+
+def test_limit_times_the_products_of_a_training_step():
+    limit = _load("limit")
+    step = limit.GemmStep((8, 16, 4), 3)
+    assert step.n_products == 5
+    assert step.flops == 3 * (2 * 3 * 8 * 16 + 2 * 3 * 16 * 4) - 2 * 3 * 8 * 16
+    step.run()
+    A, W, D = step.A, step.W, step.D
+    np.testing.assert_allclose(A[1], A[0] @ W[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(A[2], A[1] @ W[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(step.dW[0], A[0].T @ D[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(step.dA[1], D[1] @ W[1].T, rtol=1e-5, atol=1e-5)
+    rate = limit.limit_samples_per_s((8, 16, 4), 4, min_seconds=0.001, repeats=1)
+    assert isinstance(rate, float) and math.isfinite(rate) and rate > 0
+
+
+def test_fastbp_bench_runs_peers_py(peers, capsys):
+    from fastbp import cli
+
+    argv = [
+        "bench",
+        "--nets",
+        "small",
+        "--batches",
+        "2",
+        "--optimizers",
+        "adam",
+        "--peers",
+        "fastbp",
+        "--repeats",
+        "1",
+        "--rows",
+        "16",
+        "--no-limit",
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| net | optimizer | batch | fastbp | fastbp / best peer |" in out
+    assert "| small | adam | 2 |" in out
