@@ -59,6 +59,6 @@ def plot(path: Path, draw, ncols: int = 2, width: float = 11.0, height: float = 
     draw(axes[0])
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
     print(f"\nplot: {path}")

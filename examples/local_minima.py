@@ -25,7 +25,7 @@ def main():
             net = fb.Sequential(fb.Dense(2, width), fb.ReLU(), fb.Dense(width, width), fb.ReLU(),
                                 fb.Dense(width, 3), loss=fb.SoftmaxCrossEntropy(), seed=seed)
             hist = net.fit(X, y, epochs=epochs, batch_size=None, optimizer=fb.optim.Adam(lr=1e-2),
-                           verbose=0)
+                           shuffle=False, verbose=0)
             results[width].append((hist["loss"], net.evaluate(X, y)["loss"],
                                    net.evaluate(X_test, y_test)["accuracy"]))
         final = np.array([r[1] for r in results[width]])
