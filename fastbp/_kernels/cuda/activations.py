@@ -210,13 +210,14 @@ def bias_activation_forward(code, param, ws, z_off, bias, b_off, a_off, rows, co
 
 @device
 def activation_backward(code, param, ws, z_off, a_off, g_off, mask_off, use_mask, grads, db_off,
-                        rows, cols):
+                        rows, cols, sh):
     """G = G * mask (dropout, if used) * f'(z); db = the column sums of the result.
 
     One block owns TILE columns at a time: its TILE x TILE threads walk the rows in steps of TILE,
     each keeping a running column sum, then one shared-memory pass per column adds the TILE sums.
-    Every db entry is written by one thread: no race, no atomics, the same sums on every run."""
-    partial = cuda.shared.array((TILE, TILE), dtype=grads.dtype)
+    Every db entry is written by one thread: no race, no atomics, the same sums on every run.
+    The column sums meet in sh[0]."""
+    partial = sh[0]
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     for tile in range(cuda.blockIdx.x, (cols + TILE - 1) // TILE, cuda.gridDim.x):
         j = tile * TILE + tx

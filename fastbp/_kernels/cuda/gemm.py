@@ -15,15 +15,15 @@ from numba import cuda
 
 from fastbp._kernels.cuda.activations import activation_forward
 from fastbp._kernels.cuda.dropout import dropout_uniform
-from fastbp._kernels.cuda.jit import TILE, device, kernel, like
+from fastbp._kernels.cuda.jit import BLOCK, TILE, device, kernel, like
 
 
 @device
-def tile_product(A, a_off, ta, B, b_off, tb, M, N, K, row0, col0):
+def tile_product(A, a_off, ta, B, b_off, tb, M, N, K, row0, col0, sh):
     """This thread's entry (row0 + threadIdx.y, col0 + threadIdx.x) of op(A) @ op(B) (zero-padded
-    outside M x N). Every thread of the block must call it: it synchronizes the block."""
-    sa = cuda.shared.array((TILE, TILE), dtype=A.dtype)
-    sb = cuda.shared.array((TILE, TILE), dtype=B.dtype)
+    outside M x N), the panels staged in sh[0] and sh[1]. Every thread of the block must call it: it
+    synchronizes the block."""
+    sa, sb = sh[0], sh[1]
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     zero = like(A[a_off], 0.0)
     acc = zero
@@ -53,12 +53,12 @@ def tile_count(M, N):
 
 
 @device
-def gemm_tile(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, tile):
+def gemm_tile(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, tile, sh):
     """Tile number `tile` (row-major over the tile grid) of C = op(A) @ op(B)."""
     tiles_n = (N + TILE - 1) // TILE
     row0 = (tile // tiles_n) * TILE
     col0 = (tile % tiles_n) * TILE
-    acc = tile_product(A, a_off, ta, B, b_off, tb, M, N, K, row0, col0)
+    acc = tile_product(A, a_off, ta, B, b_off, tb, M, N, K, row0, col0, sh)
     i = row0 + cuda.threadIdx.y
     j = col0 + cuda.threadIdx.x
     if i < M and j < N:
@@ -66,15 +66,15 @@ def gemm_tile(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, tile):
 
 
 @device
-def gemm(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K):
+def gemm(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, sh):
     """C = op(A) @ op(B), all of it, over whatever grid runs this."""
     for tile in range(cuda.blockIdx.x, tile_count(M, N), cuda.gridDim.x):
-        gemm_tile(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, tile)
+        gemm_tile(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, tile, sh)
 
 
 @device
 def gemm_bias_activation(A, a_off, params, w_off, b_off, ws, z_off, out_a_off, code, param, M, N,
-                         K, dropout, mask_off, drop_off, drop_p, seed, step, layer):
+                         K, dropout, mask_off, drop_off, drop_p, seed, step, layer, sh):
     """The fused forward of one layer: Z = A_in @ W + b and A = f(Z) in the GEMM's epilogue (Z is
     written only where it is kept apart from A); with `dropout`, also the mask (0 or 1/(1-p), drawn
     by dropout_uniform exactly as the CPU's fill_dropout_mask) and the dropped-out copy A * mask."""
@@ -84,7 +84,7 @@ def gemm_bias_activation(A, a_off, params, w_off, b_off, ws, z_off, out_a_off, c
     for tile in range(cuda.blockIdx.x, tile_count(M, N), cuda.gridDim.x):
         row0 = (tile // tiles_n) * TILE
         col0 = (tile % tiles_n) * TILE
-        acc = tile_product(A, a_off, False, params, w_off, False, M, N, K, row0, col0)
+        acc = tile_product(A, a_off, False, params, w_off, False, M, N, K, row0, col0, sh)
         i = row0 + cuda.threadIdx.y
         j = col0 + cuda.threadIdx.x
         if i < M and j < N:
@@ -102,4 +102,6 @@ def gemm_bias_activation(A, a_off, params, w_off, b_off, ws, z_off, out_a_off, c
 
 @kernel
 def gemm_kernel(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K):
-    gemm(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K)
+    tile_a = cuda.shared.array(BLOCK, dtype=C.dtype)
+    tile_b = cuda.shared.array(BLOCK, dtype=C.dtype)
+    gemm(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, (tile_a, tile_b, tile_a))

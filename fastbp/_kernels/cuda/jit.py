@@ -11,7 +11,7 @@ the optimizers on torch's numbers.
 
 import functools
 
-from numba import cuda, float64
+from numba import cuda
 
 SIMULATOR = cuda.jit.__module__.startswith("numba.cuda.simulator")
 
@@ -20,6 +20,15 @@ THREADS = TILE * TILE
 BLOCK = (TILE, TILE)
 
 kernel = functools.partial(cuda.jit, fastmath=False)
+
+# Shared memory: every kernel declares the block's scratch once, on three lines,
+#     tile_a = cuda.shared.array(BLOCK, dtype=params.dtype)
+#     tile_b = cuda.shared.array(BLOCK, dtype=params.dtype)
+#     sums = cuda.shared.array(THREADS, dtype=float64)
+# and passes sh = (tile_a, tile_b, sums) down: GEMM panels in tile_a / tile_b, the bias-gradient
+# column sums in tile_a, block_sum's tree in sums. A shared array declared inside a device function
+# reached from two others is defined twice at link time ("Linking globals named '_cudapy_smem_1':
+# symbol multiply defined", NVVM with numba-cuda 0.30.4).
 device = functools.partial(cuda.jit, device=True, fastmath=False)
 
 
@@ -29,7 +38,43 @@ def like(x, v):
     return type(x)(v)
 
 
-if not SIMULATOR:
+def _lock_simulator_shared_arrays() -> None:
+    """The simulator gives a block's threads one shared array per source line through an unlocked
+    get-or-create, so threads that reach the line together can each get their own array (seen: one
+    GEMM row in 15-40 launches came out wrong). Do the same lookup under a lock."""
+    import sys
+    import threading
+    import traceback
+
+    import numpy as np
+    from numba.cuda.simulator import kernelapi
+
+    shared = kernelapi.FakeCUDAShared
+    if getattr(shared, "_fastbp_locked", False):
+        return
+    original = shared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, kernelapi.types.Type):
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        caller = traceback.extract_stack(sys._getframe())[-2][0:2]
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    shared.array = array
+    shared._fastbp_locked = True
+
+
+if SIMULATOR:
+    _lock_simulator_shared_arrays()
+else:
     from numba.cuda.extending import overload
 
     @overload(like)
@@ -66,10 +111,11 @@ def grid_sync():
 
 
 @device
-def block_sum(value):
-    """Sum of a float64 over the block's threads, returned to every thread (a tree in shared memory:
-    no atomics, so the result is the same on every run). Every thread of the block must call it."""
-    buf = cuda.shared.array(THREADS, float64)
+def block_sum(value, sh):
+    """Sum of a float64 over the block's threads, returned to every thread (a tree in shared memory,
+    sh[2]: no atomics, so the result is the same on every run). Every thread of the block must call
+    it."""
+    buf = sh[2]
     tid = thread_rank()
     buf[tid] = value
     cuda.syncthreads()

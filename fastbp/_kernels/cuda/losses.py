@@ -22,12 +22,12 @@ from fastbp._kernels.cuda.jit import block_sum, device, grid_rank, grid_size, li
 
 
 @device
-def weight_total(ws, w_off, rows, red, red_off):
+def weight_total(ws, w_off, rows, red, red_off, sh):
     """Per-block partial sums of the row weights ws[w_off : w_off + rows] into red[red_off + block]."""
     total = 0.0
     for i in range(grid_rank(), rows, grid_size()):
         total += float(ws[w_off + i])
-    total = block_sum(total)
+    total = block_sum(total, sh)
     if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
         red[red_off + cuda.blockIdx.x] = total
 
@@ -105,7 +105,7 @@ def row_loss_and_grad(code, param, ws, out_off, y_off, g_off, i, cols, w, inv_n)
 
 @device
 def loss_and_output_grad(code, param, ws, out_off, y_off, w_off, weighted, w_sum, g_off, rows, cols,
-                         red, red_loss, red_correct):
+                         red, red_loss, red_correct, sh):
     """Gradient of the mean loss of `out` (rows, cols) against Y into G (rows, cols); per-block
     partials of sum(w_i l_i) into red[red_loss + block] and of the correctly classified rows into
     red[red_correct + block]. w_sum is the sum of the weights (rows when unweighted); the mean loss
@@ -128,8 +128,8 @@ def loss_and_output_grad(code, param, ws, out_off, y_off, w_off, weighted, w_sum
             loss = row_loss_and_grad(code, param, ws, out_off, y_off, g_off, i, cols, w, inv_n)
             total += float(w) * loss
             correct += count_correct_row(code, ws, out_off, y_off, i, cols)
-    total = block_sum(total)
-    correct = block_sum(correct)
+    total = block_sum(total, sh)
+    correct = block_sum(correct, sh)
     if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
         red[red_loss + cuda.blockIdx.x] = total
         red[red_correct + cuda.blockIdx.x] = correct

@@ -230,14 +230,14 @@ def optimizer_step(kind, params, grads, slots, c, k, clip):
 
 
 @device
-def grad_norm(grads, red, red_off):
+def grad_norm(grads, red, red_off, sh):
     """Per-block partial sums of grads**2 (float64) into red[red_off + block]; the norm is the
     square root of their sum (jit.partial_sum) after a grid barrier."""
     total = 0.0
     for i in range(grid_rank(), grads.shape[0], grid_size()):
         g = float(grads[i])
         total += g * g
-    total = block_sum(total)
+    total = block_sum(total, sh)
     if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
         red[red_off + cuda.blockIdx.x] = total
 

@@ -9,10 +9,10 @@ all read the same total), with no update for that batch, as on the CPU.
 
 import math
 
-from numba import cuda
+from numba import cuda, float64
 
 from fastbp._kernels import plan as P
-from fastbp._kernels.cuda.jit import grid_rank, grid_size, grid_sync, kernel, partial_sum
+from fastbp._kernels.cuda.jit import BLOCK, THREADS, grid_rank, grid_size, grid_sync, kernel, partial_sum
 from fastbp._kernels.cuda.optim import grad_norm, optimizer_step
 from fastbp._kernels.cuda.steps import RED_NORM, loss_and_grad, region
 
@@ -36,6 +36,10 @@ def train_steps_kernel(li, lf, gu, loss_code, loss_param, l1, l2, params, grads,
     status[HALTED] (that batch made no update)."""
     if status[HALTED] != 0:
         return
+    tile_a = cuda.shared.array(BLOCK, dtype=params.dtype)
+    tile_b = cuda.shared.array(BLOCK, dtype=params.dtype)
+    sums = cuda.shared.array(THREADS, dtype=float64)
+    sh = (tile_a, tile_b, sums)
     nb = cuda.gridDim.x
     capacity = ws.size // gu[P.TOTAL_UNITS]
     n = X.shape[0] if gathered else perm.shape[0]
@@ -62,7 +66,8 @@ def train_steps_kernel(li, lf, gu, loss_code, loss_param, l1, l2, params, grads,
                 ws[w_off + i] = sample_weight[start + i if gathered else perm[start + i]]
         grid_sync()
         loss, penalty, correct = loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params,
-                                               grads, ws, rows, weighted, True, seed, step, red)
+                                               grads, ws, rows, weighted, True, seed, step, red,
+                                               sh)
         total = loss + penalty
         if grid_rank() == 0:
             batch_losses[index] = total
@@ -74,7 +79,7 @@ def train_steps_kernel(li, lf, gu, loss_code, loss_param, l1, l2, params, grads,
             return
         clip = 0.0
         if max_norm > 0.0:
-            grad_norm(grads, red, RED_NORM * nb)
+            grad_norm(grads, red, RED_NORM * nb, sh)
             grid_sync()
             norm = math.sqrt(partial_sum(red, RED_NORM * nb))
             if norm > max_norm:
