@@ -313,3 +313,14 @@ def test_other_bad_input_raises_like_sklearn():
         MLPClassifier(batch_size=500, max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match="non-finite parameter weights"):
         MLPRegressor(solver="sgd", learning_rate_init=10.0, max_iter=5).fit(X, y=1e6 * X[:, 0])
+
+
+def test_verbose_prints_what_sklearn_prints(capsys):
+    X, y = _data("multiclass")
+    params = {"hidden_layer_sizes": (4,), "max_iter": 6, "random_state": 0, "verbose": True,
+              "early_stopping": True, "validation_fraction": 0.3, "tol": 0.5, "n_iter_no_change": 2}
+    MLPClassifier(dtype=None, **params).fit(X, y)
+    ours = capsys.readouterr().out
+    sk.MLPClassifier(**params).fit(X, y)
+    theirs = capsys.readouterr().out
+    assert ours == theirs and "Iteration 1, loss = " in ours and "Validation score" in ours
