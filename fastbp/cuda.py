@@ -83,6 +83,43 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def check_features(X, n_features: int, dtype, name: str = "X"):
+    """fastbp._validation.check_features for host or device X. A device array is checked for its
+    shape, dtype and layout and used where it is (its values are not scanned for NaN: that would
+    read it back to the host); a host array is checked and converted as on the CPU."""
+    from fastbp import _validation
+
+    if not is_device_array(X):
+        return _validation.check_features(X, n_features, dtype, name)
+    X = _as_device(X)
+    if len(X.shape) != 2 or X.shape[0] == 0 or X.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (rows, {n_features}) with rows > 0, got a device "
+                         f"array of shape {tuple(X.shape)}")
+    if np.dtype(X.dtype) != np.dtype(dtype):
+        raise TypeError(f"{name} is a device array of {np.dtype(X.dtype)}; the network runs in "
+                        f"{np.dtype(dtype)}: convert it on the device first")
+    if not X.is_c_contiguous():
+        raise ValueError(f"{name} must be a C-contiguous device array")
+    return X
+
+
+def check_targets(y, loss, n_rows: int, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
+    """fastbp._validation.check_targets for host or device y (a device y is small next to X: it is
+    copied to the host and checked there)."""
+    from fastbp import _validation
+
+    return _validation.check_targets(to_numpy(y), loss, n_rows, n_outputs, dtype, name)
+
+
+def check_sample_weight(sample_weight, n_rows: int, dtype, name: str = "sample_weight"):
+    """fastbp._validation.check_sample_weight for host or device weights (copied to the host)."""
+    from fastbp import _validation
+
+    if sample_weight is not None:
+        sample_weight = to_numpy(sample_weight)
+    return _validation.check_sample_weight(sample_weight, n_rows, dtype, name)
+
+
 def _as_device(x):
     """x as a numba device array (no copy), for any object on the GPU."""
     if hasattr(x, "copy_to_host") and hasattr(x, "copy_to_device"):
@@ -254,6 +291,10 @@ class CudaBackend:
         arrays = (X, Y, weights)
         if all(is_device_array(a) or int(np.prod(a.shape)) == 0 for a in arrays):
             return arrays
+        if any(is_device_array(a) for a in arrays):
+            # Some already on the device: bring the rest (targets, weights) beside them.
+            return tuple(a if is_device_array(a) or int(np.prod(a.shape)) == 0 else self.upload(a)
+                         for a in arrays)
         nbytes = sum(int(np.prod(a.shape)) * self.dtype.itemsize for a in arrays
                      if not is_device_array(a))
         if max_bytes is None:
@@ -286,6 +327,14 @@ class CudaBackend:
             moved[n % 2] = event
         self.stream.synchronize()
         return target
+
+    @property
+    def host_params(self) -> np.ndarray:
+        """An uninitialised host array shaped like params (never written: the OS maps no pages for
+        it), for host-side APIs that only look at the shape and dtype, as optimizer.prepare."""
+        if getattr(self, "_host_params", None) is None:
+            self._host_params = np.empty(self.params.shape[0], dtype=self.dtype)
+        return self._host_params
 
     def optimizer_slots(self, slots: np.ndarray):
         """The device copy of an optimizer's slots (uploaded on first use after a release)."""
