@@ -59,7 +59,7 @@ LR = {"sgd": 1e-2, "adam": 1e-3}
 PEERS = ("fastbp", "reference", "torch", "jax")
 ROWS = 8192
 REPEATS = 5
-QUICK = {"nets": ("mlp",), "batches": (1, 64, 1024), "repeats": 2, "rows": 2048}
+QUICK = {"nets": ("mlp",), "batches": (1, 64, 1024), "repeats": 2, "rows": 1024}
 # Columns of the table, in order; "jax" is derived from the two jax variants.
 COLUMNS = ("fastbp", "reference", "torch", "jax-step", "jax-scan", "jax")
 RUNNERS = ("fastbp", "reference", "torch", "jax-step", "jax-scan")
