@@ -12,8 +12,10 @@ Under the simulator (NUMBA_ENABLE_CUDASIM=1) it runs anywhere, slowly: the tests
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import threading
 import time
 
 import numpy as np
@@ -23,8 +25,9 @@ from fastbp._kernels import plan as P
 # Inference runs in blocks of this many rows (as on the CPU): a bounded workspace for any X.
 INFERENCE_BLOCK = 1024
 # Host training data is copied whole to the GPU when it takes at most this fraction of the free
-# device memory, else streamed to it chunk by chunk (stage()).
+# device memory (or MAX_RESIDENT_BYTES when set), else streamed to it chunk by chunk (stage()).
 RESIDENT_FRACTION = 0.25
+MAX_RESIDENT_BYTES: float | None = None
 # Streaming moves about this many bytes of batches per copy.
 STREAM_BYTES = 8 << 20
 
@@ -120,6 +123,47 @@ def check_sample_weight(sample_weight, n_rows: int, dtype, name: str = "sample_w
     return _validation.check_sample_weight(sample_weight, n_rows, dtype, name)
 
 
+def checks(net):
+    """(check_features, check_targets, check_sample_weight) for `net`'s device: fastbp._validation's
+    on the CPU; on "cuda" the ones above, which keep device arrays on the GPU."""
+    from fastbp import _validation
+
+    if getattr(net, "_cuda", None) is None:
+        return _validation.check_features, _validation.check_targets, \
+            _validation.check_sample_weight
+    return check_features, check_targets, check_sample_weight
+
+
+def host_params(net) -> np.ndarray:
+    """net.params on the CPU; on "cuda" a host array of the same shape and dtype (never written),
+    for host-side APIs that only look at those, as optimizer.prepare."""
+    backend = getattr(net, "_cuda", None)
+    return net.params if backend is None else backend.host_params
+
+
+def move(net, device: str):
+    """Sequential.to(device): run every pass of `net` on "cpu" or "cuda"; returns net.
+
+    On "cuda", net.params and net.grads are device arrays (fb.to_numpy copies them to the host) and
+    the layers' W, b, dW, db views into them; fit keeps the optimizer state on the GPU while it runs
+    and takes host or device arrays. Without numba-cuda or without a GPU, RuntimeError says which."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    with net._lock:
+        if device == getattr(net, "device", "cpu"):
+            return net
+        if device == "cuda":
+            backend = CudaBackend(net)
+            net.params, net.grads = backend.params, backend.grads
+            net._cuda = backend
+        else:
+            net.params, net.grads = net._cuda.to_host()
+            net._cuda = None
+        net.layers = net._bind_layers()
+        net.device = device
+    return net
+
+
 def _as_device(x):
     """x as a numba device array (no copy), for any object on the GPU."""
     if hasattr(x, "copy_to_host") and hasattr(x, "copy_to_device"):
@@ -127,6 +171,17 @@ def _as_device(x):
     from numba import cuda
 
     return cuda.as_cuda_array(x)
+
+
+def _locked(method):
+    """Run the method under the backend's lock: one stream and one workspace, one pass at a time."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 class CudaBackend:
@@ -177,6 +232,8 @@ class CudaBackend:
         self._stage: dict = {}
         self._opt_host = None  # the host slots whose device copy is self._slots
         self._slots = None
+        self._host_params = None
+        self._lock = threading.RLock()
 
     # -- buffers ------------------------------------------------------------------------------
 
@@ -209,6 +266,7 @@ class CudaBackend:
 
     # -- passes -------------------------------------------------------------------------------
 
+    @_locked
     def loss_and_grad(self, X, Y, weights) -> float:
         """One forward and backward pass on (X, Y) (host or device arrays, already checked and of
         the network's dtype; Y as the CPU kernels take it, (rows, k)); `weights` (rows,) or empty.
@@ -223,8 +281,9 @@ class CudaBackend:
         self._run("loss_and_grad", self._steps.loss_and_grad_kernel, self.li, self.lf, self.gu,
                   self.loss_code, self.loss_param, self.l1, self.l2, self.params, self.grads,
                   self._ws, rows, weighted, CudaBackend._red_placeholder, self._result)
-        return float(self._result.copy_to_host(stream=self.stream)[0])
+        return self._read_result()
 
+    @_locked
     def forward(self, X) -> np.ndarray:
         """The network's output (rows, n_outputs) for X (host or device, checked), as a host array."""
         rows = int(X.shape[0])
@@ -246,13 +305,19 @@ class CudaBackend:
         self.stream.synchronize()
         return out
 
+    @_locked
     def penalty(self) -> float:
         """The weight penalty l1 * sum|W| + l2/2 * sum W^2 at the current parameters."""
         if self.l1 == 0.0 and self.l2 == 0.0:
             return 0.0
         self._run("penalty", self._steps.weight_penalty_kernel, self.li, self.params, self.grads,
                   self.l1, self.l2, False, CudaBackend._red_placeholder, self._result)
-        return float(self._result.copy_to_host(stream=self.stream)[0])
+        return self._read_result()
+
+    def _read_result(self) -> float:
+        value = self._result.copy_to_host(stream=self.stream)
+        self.stream.synchronize()
+        return float(value[0])
 
     def _run(self, name, dispatcher, *args) -> None:
         if self._red.shape[0] == 0:
@@ -298,6 +363,8 @@ class CudaBackend:
         nbytes = sum(int(np.prod(a.shape)) * self.dtype.itemsize for a in arrays
                      if not is_device_array(a))
         if max_bytes is None:
+            max_bytes = MAX_RESIDENT_BYTES
+        if max_bytes is None:
             free = self._cuda.current_context().get_memory_info()[0]
             max_bytes = RESIDENT_FRACTION * free
         if nbytes > max_bytes:
@@ -332,7 +399,7 @@ class CudaBackend:
     def host_params(self) -> np.ndarray:
         """An uninitialised host array shaped like params (never written: the OS maps no pages for
         it), for host-side APIs that only look at the shape and dtype, as optimizer.prepare."""
-        if getattr(self, "_host_params", None) is None:
+        if self._host_params is None:
             self._host_params = np.empty(self.params.shape[0], dtype=self.dtype)
         return self._host_params
 
@@ -343,6 +410,7 @@ class CudaBackend:
             self._opt_host = slots
         return self._slots
 
+    @_locked
     def release_optimizer(self) -> None:
         """Copy the optimizer state back into its host arrays (the ones train_steps was given) and
         forget the device copy: the next fit uploads the state again, whatever happened to it."""
@@ -359,6 +427,7 @@ class CudaBackend:
             setattr(self, name, current)
         return current
 
+    @_locked
     def train_steps(self, X, Y, sample_weight, perm, batch_size, first_batch, n_batches, lrs, kind,
                     slots, scalars, hyper, step0, seed, max_norm, batch_losses,
                     batch_correct) -> int:
@@ -402,14 +471,50 @@ class CudaBackend:
             self._stream_steps(X, Y, sample_weight, weighted, perm[lo:hi], batch_size, count,
                                step0, seed, max_norm, common)
         status = self._status.copy_to_host(stream=self.stream)
+        losses_host = losses[:count].copy_to_host(stream=self.stream)
+        correct_host = correct[:count].copy_to_host(stream=self.stream)
+        self.stream.synchronize()
         done = int(status[train.DONE])
         shown = min(count, done + 1)  # the failing batch's loss is written too
-        batch_losses[:shown] = losses[:shown].copy_to_host(stream=self.stream)
-        batch_correct[:shown] = correct[:shown].copy_to_host(stream=self.stream)
-        self.stream.synchronize()
+        batch_losses[:shown] = losses_host[:shown]
+        batch_correct[:shown] = correct_host[:shown]
         if done > 0:
             scalars[0] = table[done - 1, optim.MU]
         return done
+
+    def train_steps_like_cpu(self, li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws,
+                             *args) -> int:
+        """train_steps called with the CPU kernel's whole argument list (the plan, buffers and
+        workspace given first are the backend's own copies, and ignored): the fit loop then calls
+        either kernel the same way."""
+        return self.train_steps(*args)
+
+    def train_on_batch(self, net, X, y, optimizer, sample_weight=None) -> float:
+        """fastbp.train.train_on_batch on the GPU: one optimizer step on (X, y), host or device
+        arrays (dropout active); the optimizer's state is back in its host arrays afterwards."""
+        from fastbp import optim as optim_mod
+
+        check_x, check_y, check_w = checks(net)
+        X = check_x(X, net.n_features, net.dtype)
+        Y = check_y(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
+        weights = check_w(sample_weight, X.shape[0], net.dtype)
+        if not isinstance(optimizer, optim_mod.Optimizer):
+            raise TypeError(f"optimizer must be an fb.optim optimizer (its state persists between "
+                            f"calls), got {type(optimizer).__name__}")
+        kind, slots, scalars, hyper = optimizer.prepare(self.host_params)
+        rows = int(X.shape[0])
+        losses, correct = np.zeros(1), np.zeros(1, dtype=np.int64)
+        lrs = np.array([optimizer.lr_at(optimizer.state.step) * optimizer.lr_scale])
+        try:
+            ran = self.train_steps(*self.stage(X, Y, weights), np.arange(rows, dtype=np.int64),
+                                   rows, 0, 1, lrs, kind, slots, scalars, hyper,
+                                   optimizer.state.step, net.seed or 0, 0.0, losses, correct)
+        finally:
+            self.release_optimizer()
+        optimizer.advance(ran)
+        if ran == 0:
+            raise FloatingPointError(f"the loss on this batch is {losses[0]}; no update was made")
+        return float(losses[0])
 
     def _launch_steps(self, Xd, Yd, Wd, weighted, index, gathered, batch_size, n_batches, base,
                       step0, seed, max_norm, common):

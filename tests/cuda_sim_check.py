@@ -475,24 +475,50 @@ def divergence_stops_like_cpu():
 
 @check("fit")
 def fit_matches_cpu():
-    for dtype in (np.float64,):
-        for name, _ in nets(dtype):
-            cpu = dict(nets(dtype, l2=0.01, dropout=0.2))[name]
-            gpu = dict(nets(dtype, l2=0.01, dropout=0.2))[name].to("cuda")
-            X, y, _, weights = data(cpu, 9, seed=9)
-            kwargs = dict(epochs=2, batch_size=4, optimizer="adam", lr=0.02, verbose=0, seed=3,
-                          clip_grad_norm=1.0, sample_weight=weights)
+    import fastbp.cuda as fbc
+
+    for name, resident in (("mse", True), ("softmax", False)):
+        cpu = dict(nets(np.float64, l2=0.01, dropout=0.2))[name]
+        gpu = dict(nets(np.float64, l2=0.01, dropout=0.2))[name].to("cuda")
+        X, y, _, weights = data(cpu, 9, seed=9)
+        kwargs = dict(epochs=2, batch_size=4, optimizer="adam", lr=0.02, verbose=0, seed=3,
+                      clip_grad_norm=1.0, sample_weight=weights)
+        label = f"fit {name} {'resident' if resident else 'streamed'} float64"
+        fbc.MAX_RESIDENT_BYTES = None if resident else 0
+        try:
             h_cpu = cpu.fit(X, y, **kwargs)
             h_gpu = gpu.fit(X, y, **kwargs)
-            label = f"fit {name} {np.dtype(dtype).name}"
-            compare(f"{label} loss history", h_gpu["loss"], h_cpu["loss"], 1e-9)
-            compare(f"{label} params", fb.cuda.to_numpy(gpu.params), cpu.params, 1e-9)
-            compare(f"{label} forward", gpu.forward(X), cpu.forward(X), 1e-9)
-            compare(f"{label} loss_and_grad", gpu.loss_and_grad(X, y), cpu.loss_and_grad(X, y),
-                    1e-9)
-            compare(f"{label} grads", fb.cuda.to_numpy(gpu.grads), cpu.grads, 1e-9)
-            back = gpu.to("cpu")
-            compare(f"{label} back on the cpu", back.params, cpu.params, 1e-9)
+        finally:
+            fbc.MAX_RESIDENT_BYTES = None
+        compare(f"{label} loss history", h_gpu["loss"], h_cpu["loss"], 1e-9)
+        compare(f"{label} params", fb.to_numpy(gpu.params), cpu.params, 1e-9)
+        compare(f"{label} layer W view", fb.to_numpy(gpu.layers[0].W), cpu.layers[0].W, 1e-9)
+        compare(f"{label} forward", gpu.forward(X), cpu.forward(X), 1e-9)
+        compare(f"{label} predict", gpu.predict(X), cpu.predict(X), 1e-9)
+        compare(f"{label} evaluate", gpu.evaluate(X, y)["loss"], cpu.evaluate(X, y)["loss"], 1e-9)
+        compare(f"{label} loss_and_grad", gpu.loss_and_grad(X, y), cpu.loss_and_grad(X, y), 1e-9)
+        compare(f"{label} grads", fb.to_numpy(gpu.grads), cpu.grads, 1e-9)
+        opt_cpu, opt_gpu = fb.optim.NAdam(lr=0.01), fb.optim.NAdam(lr=0.01)
+        for _ in range(2):
+            want = cpu.train_on_batch(X[:4], y[:4], opt_cpu)
+            got = gpu.train_on_batch(X[:4], y[:4], opt_gpu)
+            compare(f"{label} train_on_batch loss", got, want, 1e-9)
+        compare(f"{label} train_on_batch state", opt_gpu.state_dict()["exp_avg"],
+                opt_cpu.state_dict()["exp_avg"], 1e-9)
+        compare(f"{label} back on the cpu", gpu.to("cpu").params, cpu.params, 1e-9)
+
+
+@check("fit")
+def fit_takes_device_arrays():
+    cpu = dict(nets(np.float64))["mse"]
+    gpu = dict(nets(np.float64))["mse"].to("cuda")
+    X, y, _, _ = data(cpu, 8, seed=10)
+    kwargs = dict(epochs=2, batch_size=3, optimizer="sgd", lr=0.05, verbose=0, seed=4)
+    h_cpu = cpu.fit(X, y, **kwargs)
+    h_gpu = gpu.fit(cuda.to_device(X), cuda.to_device(np.asarray(y)), **kwargs)
+    compare("fit on device arrays: loss history", h_gpu["loss"], h_cpu["loss"], 1e-9)
+    compare("fit on device arrays: params", fb.to_numpy(gpu.params), cpu.params, 1e-9)
+    compare("to_numpy(host) is the array itself", fb.to_numpy(cpu.params) is cpu.params, True, 0)
 
 
 # --- PTX compilation (a compile check for real GPUs, without one) --------------------------------
