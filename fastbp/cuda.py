@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import threading
 import time
 
@@ -37,19 +36,19 @@ _NO_GPU = "no CUDA GPU found (numba.cuda.is_available() is False: no device, or 
 
 def available() -> tuple[bool, str]:
     """(True, "") when device="cuda" can run here; else (False, what is missing: numba-cuda, or a
-    GPU). The CUDA simulator (NUMBA_ENABLE_CUDASIM=1) counts as a GPU."""
-    simulated_env = os.environ.get("NUMBA_ENABLE_CUDASIM", "").strip() not in ("", "0")
-    if not simulated_env and importlib.util.find_spec("numba_cuda") is None:
+    GPU). The CUDA simulator (NUMBA_ENABLE_CUDASIM=1) counts as a GPU.
+
+    numba's own numba.cuda (deprecated since NVIDIA's numba-cuda took it over) is not used: its
+    simulator swaps the `cuda` module of a device function's globals without a reference count, so
+    a thread leaving a device function takes cuda.threadIdx away from the threads still inside
+    (AttributeError, seen with numba 0.68.1); numba-cuda's simulator counts the entries."""
+    if importlib.util.find_spec("numba_cuda") is None:
         return False, _MISSING_NUMBA_CUDA
     try:
         from numba import cuda
     except Exception as exc:  # an import that fails for any reason means no CUDA here
         return False, f"numba.cuda cannot be imported ({type(exc).__name__}: {exc}); " \
                       f"pip install fastbp[cuda]"
-    simulated = cuda.jit.__module__.startswith("numba.cuda.simulator")
-    # numba's own numba.cuda is deprecated; on a real GPU only NVIDIA's numba-cuda is supported.
-    if not simulated and importlib.util.find_spec("numba_cuda") is None:
-        return False, _MISSING_NUMBA_CUDA
     try:
         found = cuda.is_available()
     except Exception:  # a broken driver install reads as no GPU
