@@ -217,6 +217,7 @@ class CudaBackend:
         self._blocks: dict[str, int] = {}
         self._red = cuda.device_array(0, dtype=np.float64)
         self._result = cuda.device_array(1, dtype=np.float64)
+        self._result_index = cuda.device_array(1, dtype=np.int64)
         self._status = cuda.device_array(train.N_STATUS, dtype=np.int64)
         self._status_zero = cuda.pinned_array(train.N_STATUS, dtype=np.int64)
         self._status_zero[:] = 0
@@ -290,13 +291,12 @@ class CudaBackend:
         if rows == 0:
             return out
         self.workspace_for(min(rows, INFERENCE_BLOCK))
-        result = self._cuda.device_array(1, dtype=np.int64)
         for start in range(0, rows, self._capacity):
             block = X[start:start + self._capacity]
             n = int(block.shape[0])
             self._put(self._gu_host[P.IN_UNIT], block)
             self._run("forward", self._steps.forward_kernel, self.li, self.lf, self.gu,
-                      self.params, self._ws, n, result)
+                      self.params, self._ws, n, self._result_index)
             # Outside training the output is the last layer's activation region.
             at = self._offset(self._li_host[-1, P.A_UNIT])
             self._ws[at:at + n * self.n_outputs].copy_to_host(
