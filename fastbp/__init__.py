@@ -6,6 +6,7 @@ and the NumPy reference (fb.reference). Thread control: fb.set_num_threads / FAS
 
 from fastbp import callbacks, datasets, io, optim, schedules
 from fastbp.clip import clip_grad_norm, clip_grad_value
+from fastbp.cuda import to_numpy
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load, load_checkpoint, save
 from fastbp.layers import (
@@ -38,6 +39,10 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module("fastbp.reference")
+    if name == "from_torch":  # fastbp.interop imports torch only when called
+        from fastbp.interop import from_torch
+
+        return from_torch
     raise AttributeError(f"module 'fastbp' has no attribute {name!r}")
 
 __all__ = [
@@ -45,5 +50,5 @@ __all__ = [
     "LeakyReLU", "MSE", "ReLU", "Sequential", "SiLU", "Sigmoid", "SoftmaxCrossEntropy", "Softplus",
     "Tanh", "__version__", "callbacks", "clip_grad_norm", "clip_grad_value", "datasets",
     "get_num_threads", "gradcheck", "io", "load", "load_checkpoint", "optim", "reference", "save",
-    "schedules", "set_num_threads",
+    "schedules", "set_num_threads", "from_torch", "to_numpy",
 ]

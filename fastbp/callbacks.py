@@ -98,7 +98,7 @@ class EarlyStopping(Callback, _Monitor):
         if self.improved(value):
             self.best, self.best_epoch, self.wait = value, state.epoch, 0
             if self.restore_best:
-                self.best_params = state.net.params.copy()
+                self.best_params = state.net.get_params()
             return
         self.wait += 1
         if self.wait > self.patience:
@@ -107,7 +107,7 @@ class EarlyStopping(Callback, _Monitor):
 
     def on_train_end(self, state):
         if self.restore_best and self.best_params is not None:
-            state.net.params[:] = self.best_params
+            state.net.set_params(self.best_params)
 
 
 class ModelCheckpoint(Callback, _Monitor):
@@ -171,7 +171,8 @@ class _Probe:
 
 
 class LambdaCallback(Callback):
-    """Call on_epoch_end(epoch, logs) (and optionally on_train_begin() / on_train_end()) from fit."""
+    """Call on_epoch_end(epoch, logs) (and optionally on_train_begin() / on_train_end()) from fit.
+    on_epoch_end returning True stops training after that epoch (as xgboost's callbacks do)."""
 
     def __init__(self, on_epoch_end=None, on_train_begin=None, on_train_end=None):
         for name, fn in (("on_epoch_end", on_epoch_end), ("on_train_begin", on_train_begin),
@@ -185,8 +186,8 @@ class LambdaCallback(Callback):
             self._begin()
 
     def on_epoch_end(self, state, logs):
-        if self._epoch_end:
-            self._epoch_end(state.epoch, logs)
+        if self._epoch_end and self._epoch_end(state.epoch, logs) is True:
+            state.stop_training = True
 
     def on_train_end(self, state):
         if self._end:

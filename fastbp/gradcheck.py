@@ -32,7 +32,7 @@ def gradcheck(net, X, y, eps: float | None = None, max_params: int | None = 2000
     check_targets(y, net.loss, X.shape[0], net.n_outputs, np.dtype(np.float64))
     config = dict(net.get_config(), dtype="float64")
     twin = Sequential.from_config(config)
-    twin.params[:] = net.params
+    twin.params[:] = net.get_params()
     twin.loss_and_grad(X, y)
     analytic = twin.grads.copy()
     indices = np.arange(twin.n_params)

@@ -51,10 +51,11 @@ def _dense_entries(net: Sequential):
 def state_dict(net: Sequential) -> OrderedDict:
     """The network's weights with torch's names and shapes: "i.weight" (out, in) and "i.bias"
     (out,) for the Dense layer at index i, as NumPy arrays of the network's dtype (copies)."""
+    params = net.get_params()  # a host copy, on either device
     out = OrderedDict()
     for prefix, layer in _dense_entries(net):
-        out[f"{prefix}.weight"] = np.ascontiguousarray(layer.W.T)
-        out[f"{prefix}.bias"] = layer.b.copy()
+        out[f"{prefix}.weight"] = np.ascontiguousarray(params[layer.w_slice].reshape(layer.W.shape).T)
+        out[f"{prefix}.bias"] = params[layer.b_slice].copy()
     return out
 
 
@@ -79,8 +80,8 @@ def load_state_dict(net: Sequential, state, strict: bool = True) -> Incompatible
         raise TypeError(f"state must be a mapping of names to arrays, got {type(state).__name__}")
     targets = {}
     for prefix, layer in _dense_entries(net):
-        targets[f"{prefix}.weight"] = (layer.W, True)
-        targets[f"{prefix}.bias"] = (layer.b, False)
+        targets[f"{prefix}.weight"] = (layer.w_slice, tuple(layer.W.shape), True)
+        targets[f"{prefix}.bias"] = (layer.b_slice, tuple(layer.b.shape), False)
     keys = [str(k) for k in state.keys()]
     missing = [k for k in targets if k not in state]
     unexpected = [k for k in keys if k not in targets]
@@ -93,11 +94,11 @@ def load_state_dict(net: Sequential, state, strict: bool = True) -> Incompatible
         raise KeyError(f"the state dict does not match the network: {'; '.join(parts)} (the "
                        f"network expects {list(targets)})")
     staged = []
-    for key, (target, transposed) in targets.items():
+    for key, (where, shape, transposed) in targets.items():
         if key not in state:
             continue
         array = _as_array(key, state[key])
-        want = target.T.shape if transposed else target.shape
+        want = shape[::-1] if transposed else shape
         if array.shape != want:
             what = "(out_features, in_features)" if transposed else "(out_features,)"
             raise ValueError(f"state dict entry {key!r} has shape {tuple(array.shape)}, but the "
@@ -107,10 +108,12 @@ def load_state_dict(net: Sequential, state, strict: bool = True) -> Incompatible
         if not np.isfinite(converted).all():
             raise ValueError(f"state dict entry {key!r} holds a non-finite value (or one too large "
                              f"for {net.dtype})")
-        staged.append((target, converted.T if transposed else converted))
+        staged.append((where, converted.T if transposed else converted))
     with net._lock:
-        for target, value in staged:
-            target[...] = value
+        params = net.get_params()
+        for where, value in staged:
+            params[where] = value.ravel()
+        net.set_params(params)  # one write, on whichever device the network is
     return IncompatibleKeys(missing, unexpected)
 
 

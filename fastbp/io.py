@@ -120,7 +120,7 @@ def _arrays_to_save(net, optimizer, extra) -> dict[str, np.ndarray]:
         "fastbp_version": _text(__version__),
         "config": _text(json.dumps(net.get_config(), allow_nan=False)),
         "dtype": _text(net.dtype.name),
-        "params": net.params,
+        "params": net.get_params(),
     }
     if optimizer is not None:
         arrays.update(_optimizer_arrays(optimizer))

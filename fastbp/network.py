@@ -11,13 +11,14 @@ import threading
 
 import numpy as np
 
+from fastbp import cuda as cuda_mod
 from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import steps
 from fastbp._kernels.cpu.activations import needs_preactivation
 from fastbp._kernels.cpu.losses import loss_value
-from fastbp._validation import as_dtype, check_features, check_sample_weight, check_targets
+from fastbp._validation import as_dtype
 
 # Inference runs in blocks of this many rows, so predicting on a large X needs a bounded workspace.
 _INFERENCE_BLOCK = 1024
@@ -30,10 +31,13 @@ class DenseParams:
                  b_off: int):
         self.spec = spec
         n_in, n_out = spec.in_features, spec.out_features
-        self.W = params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
-        self.b = params[b_off:b_off + n_out]
-        self.dW = grads[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
-        self.db = grads[b_off:b_off + n_out]
+        # Where W (row-major (in, out)) and b lie in the flat buffers.
+        self.w_slice = slice(w_off, w_off + n_in * n_out)
+        self.b_slice = slice(b_off, b_off + n_out)
+        self.W = params[self.w_slice].reshape(n_in, n_out)
+        self.b = params[self.b_slice]
+        self.dW = grads[self.w_slice].reshape(n_in, n_out)
+        self.db = grads[self.b_slice]
 
     in_features = property(lambda self: self.spec.in_features)
     out_features = property(lambda self: self.spec.out_features)
@@ -136,10 +140,11 @@ class Sequential:
 
     params / grads: flat 1-D arrays of `dtype` holding every W (in, out) and b, layer after layer.
     l1, l2: penalties l1 * sum|W| + l2/2 * sum W^2 on the weights (not the biases), part of the loss.
+    device: "cpu", or "cuda" (numba-cuda and an NVIDIA GPU; see `to`).
     """
 
     def __init__(self, *layers, loss="mse", dtype=np.float32, seed: int | None = None,
-                 l1: float = 0.0, l2: float = 0.0):
+                 l1: float = 0.0, l2: float = 0.0, device: str = "cpu"):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         self.loss = losses_mod.loss(loss)
@@ -160,7 +165,11 @@ class Sequential:
         self.layers = self._bind_layers()
         self._workspace = np.zeros(0, dtype=self.dtype)
         self._lock = threading.RLock()
+        self.device = "cpu"
+        self._cuda = None  # the fastbp.cuda.CudaBackend while on "cuda"
         self.reset_parameters(seed)
+        if device != "cpu":
+            self.to(device)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -178,12 +187,40 @@ class Sequential:
     def reset_parameters(self, seed: int | None = None) -> None:
         """Draw fresh initial weights (zero biases) from `seed`."""
         rng = np.random.default_rng(seed)
-        for stage, layer in zip(self._stages, self.dense_layers):
+        fresh = np.zeros(self.n_params, dtype=self.dtype)
+        for stage, row in zip(self._stages, self._li):
             # Draw in float64 and round once, so float32 and float64 nets start from the same point.
-            W = np.empty(layer.W.shape, dtype=np.float64)
+            W = np.empty((int(row[P.N_IN]), int(row[P.N_OUT])), dtype=np.float64)
             L.initialize_weights(rng, stage.dense, stage.activation, W)
-            layer.W[...] = W
-            layer.b[...] = 0
+            fresh[int(row[P.W_OFF]):int(row[P.W_OFF]) + W.size] = W.ravel()
+        self.set_params(fresh)
+
+    def set_params(self, values) -> None:
+        """Copy `values` (a 1-D array of n_params numbers, the layout of `params`) into params, on
+        whichever device the network is."""
+        values = np.asarray(values)
+        if values.shape != (self.n_params,):
+            raise ValueError(f"params must have shape ({self.n_params},), got {values.shape}")
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        if not np.isfinite(values).all():
+            raise ValueError("params hold NaN or infinity")
+        with self._lock:
+            if self._cuda is None:
+                self.params[...] = values
+            else:
+                self._cuda.params.copy_to_device(values)
+
+    def get_params(self) -> np.ndarray:
+        """A host copy of params (never a view: changing it leaves the network alone)."""
+        return np.array(cuda_mod.to_numpy(self.params), copy=True)
+
+    def to(self, device: str) -> Sequential:
+        """Run every pass (loss_and_grad, forward, fit, ...) on "cpu" or "cuda"; returns self.
+
+        On "cuda", params and grads are device arrays and the layers' W, b, dW, db views into them
+        (fb.to_numpy copies one to the host); fit and the passes take host or device arrays.
+        Without numba-cuda or without a GPU, RuntimeError says which is missing."""
+        return cuda_mod.move(self, device)
 
     @property
     def dense_layers(self) -> list[DenseParams]:
@@ -219,10 +256,10 @@ class Sequential:
         X: (rows, n_features); y: (rows, n_outputs) or (rows,) reals, or (rows,) integer labels for
         SoftmaxCrossEntropy. sample_weight: (rows,) non-negative; the loss becomes
         sum(w_i l_i) / sum(w_i), as in scikit-learn."""
-        X = check_features(X, self.n_features, self.dtype)
-        Y = check_targets(y, self.loss, X.shape[0], self.n_outputs, self.dtype)
-        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        X, Y, weights = self._checked(X, y, sample_weight)
         with self._lock:
+            if self._cuda is not None:
+                return self._cuda.loss_and_grad(X, Y, weights)
             ws = self._workspace_for(X.shape[0])
             return float(steps.loss_and_grad(
                 self._li, self._lf, self._gu, self.loss.code, self.loss.param, self.l1, self.l2,
@@ -230,14 +267,23 @@ class Sequential:
 
     def forward(self, X) -> np.ndarray:
         """The network's output for X (rows, n_features): (rows, n_outputs), raw (logits for the
-        cross-entropy losses)."""
-        X = check_features(X, self.n_features, self.dtype)
+        cross-entropy losses); a host array on either device."""
+        X = cuda_mod.checks(self)[0](X, self.n_features, self.dtype)
         return self._forward_checked(X)
+
+    def _checked(self, X, y, sample_weight):
+        """(X, Y, weights) validated for this network and its device."""
+        check_x, check_y, check_w = cuda_mod.checks(self)
+        X = check_x(X, self.n_features, self.dtype)
+        Y = check_y(y, self.loss, X.shape[0], self.n_outputs, self.dtype)
+        return X, Y, check_w(sample_weight, X.shape[0], self.dtype)
 
     def _forward_checked(self, X: np.ndarray) -> np.ndarray:
         rows = X.shape[0]
-        out = np.empty((rows, self.n_outputs), dtype=self.dtype)
         with self._lock:
+            if self._cuda is not None:
+                return self._cuda.forward(X)
+            out = np.empty((rows, self.n_outputs), dtype=self.dtype)
             ws = self._workspace_for(min(rows, _INFERENCE_BLOCK))
             for start in range(0, rows, _INFERENCE_BLOCK):
                 block = X[start:start + _INFERENCE_BLOCK]
@@ -263,9 +309,7 @@ class Sequential:
     def evaluate(self, X, y, sample_weight=None) -> dict:
         """{"loss": mean loss with the weight penalty, "accuracy": where the loss defines classes}.
         sample_weight weighs the loss as in loss_and_grad (accuracy stays unweighted)."""
-        X = check_features(X, self.n_features, self.dtype)
-        Y = check_targets(y, self.loss, X.shape[0], self.n_outputs, self.dtype)
-        weights = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        X, Y, weights = self._checked(X, y, sample_weight)
         out = self._forward_checked(X)
         result = {"loss": float(loss_value(self.loss.code, self.loss.param, out, Y, weights))
                   + self.penalty()}
@@ -299,6 +343,27 @@ class Sequential:
 
         return train_on_batch(self, X, y, optimizer, sample_weight=sample_weight)
 
+    def state_dict(self):
+        """The weights under torch's names and shapes ("i.weight" (out, in), "i.bias" for the Dense
+        layer at index i), as NumPy copies: what torch's nn.Sequential.load_state_dict takes."""
+        from fastbp.interop import state_dict
+
+        return state_dict(self)
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Copy weights named as in state_dict (NumPy arrays or torch tensors) into the network,
+        every entry checked before anything is written; returns torch's (missing_keys,
+        unexpected_keys)."""
+        from fastbp.interop import load_state_dict
+
+        return load_state_dict(self, state, strict=strict)
+
+    def to_torch(self):
+        """An equivalent torch.nn.Sequential holding a copy of the weights (needs torch)."""
+        from fastbp.interop import to_torch
+
+        return to_torch(self)
+
     def save(self, path, optimizer=None, *, extra: dict | None = None) -> None:
         """Write the network (and optionally the optimizer's state, and `extra` named arrays) to one
         versioned .npz of plain arrays, atomically; fb.load reads it back without unpickling."""
@@ -308,6 +373,8 @@ class Sequential:
 
     def penalty(self) -> float:
         """The weight penalty l1 * sum|W| + l2/2 * sum W^2 at the current parameters."""
+        if self._cuda is not None:
+            return self._cuda.penalty()
         return float(steps.weight_penalty(self._li, self.params, self.grads, self.l1, self.l2,
                                           False))
 
@@ -345,8 +412,9 @@ class Sequential:
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(spec) for spec in self.specs)
+        where = "" if self.device == "cpu" else f", device={self.device!r}"
         return (f"Sequential({inner}, loss={self.loss!r}, dtype={self.dtype.name}, "
-                f"n_params={self.n_params:,})")
+                f"n_params={self.n_params:,}{where})")
 
 
 def layer_config(spec) -> dict:

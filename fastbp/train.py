@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
+from fastbp import cuda as cuda_mod
 from fastbp import optim as optim_mod
 from fastbp._kernels.cpu.train import train_steps
-from fastbp._validation import check_features, check_sample_weight, check_targets
 from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
@@ -82,8 +82,9 @@ def _split_validation(net, X, Y, weights, validation_data, validation_split):
             raise ValueError("give validation_data or validation_split, not both")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        Xv = check_features(validation_data[0], net.n_features, net.dtype, name="validation X")
-        Yv = check_targets(validation_data[1], net.loss, Xv.shape[0], net.n_outputs, net.dtype,
+        check_x, check_y, _ = cuda_mod.checks(net)
+        Xv = check_x(validation_data[0], net.n_features, net.dtype, name="validation X")
+        Yv = check_y(validation_data[1], net.loss, Xv.shape[0], net.n_outputs, net.dtype,
                            name="validation y")
         return X, Y, weights, Xv, Yv
     if validation_split:
@@ -154,9 +155,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
         validation_data=None, validation_split=0.0, callbacks=(), verbose=1, seed=None,
         clip_grad_norm=None, sample_weight=None) -> History:
     """Train `net` by mini-batch gradient descent; see Sequential.fit."""
-    X = check_features(X, net.n_features, net.dtype)
-    Y = check_targets(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
-    weights = check_sample_weight(sample_weight, X.shape[0], net.dtype)
+    X, Y, weights = net._checked(X, y, sample_weight)
     epochs = _check_int("epochs", epochs, 0)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
     verbose = _check_int("verbose", verbose, 0)
@@ -171,7 +170,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
     opt = _resolve_optimizer(optimizer, lr)
     n = X.shape[0]
     batch = n if batch_size is None else min(batch_size, n)
-    kind, slots, scalars, hyper = opt.prepare(net.params)
+    kind, slots, scalars, hyper = opt.prepare(cuda_mod.host_params(net))
 
     rng = np.random.default_rng(seed)
     # Dropout masks come from this seed and the optimizer's step count (see fill_dropout_mask).
@@ -183,16 +182,25 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
     losses = np.zeros(n_batches, dtype=np.float64)
     correct = np.zeros(n_batches, dtype=np.int64)
     max_norm = float(clip_grad_norm or 0.0)
-    backup = _Backup(net.params, slots, scalars, opt)
+    gpu = net._cuda
+    if gpu is None:
+        backup = _Backup(net.params, slots, scalars, opt)
+        steps = train_steps
+    else:
+        # The same call on the GPU; host data is copied there whole, or streamed when too large.
+        X, Y, weights = gpu.stage(X, Y, weights)
+        backup = gpu.backup(slots, scalars, opt)
+        steps = gpu.train_steps_like_cpu
 
     with net._lock:
-        ws = net._workspace_for(batch)
+        ws = net._workspace_for(batch) if gpu is None else None
         for cb in callbacks:
             cb.on_train_begin(state)
         try:
             for epoch in range(epochs):
                 state.epoch = epoch
-                perm = rng.permutation(n) if shuffle else order
+                # One batch holds every row whatever the order: full-batch GD draws nothing.
+                perm = rng.permutation(n) if shuffle and n_batches > 1 else order
                 started = time.perf_counter()
                 progress.start_epoch(epoch, n)
                 done, chunk = 0, 1
@@ -203,7 +211,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
                     lrs *= opt.lr_scale
                     backup.save()
                     tick = time.perf_counter()
-                    ran = train_steps(
+                    ran = steps(
                         net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1, net.l2,
                         net.params, net.grads, ws, X, Y, weights, perm, batch, done, count, lrs,
                         kind, slots, scalars, hyper, opt.state.step, dropout_seed, max_norm,
@@ -234,6 +242,8 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
                     break
         finally:
             progress.close()
+            if gpu is not None:
+                gpu.release_optimizer()  # the optimizer's state back in its host arrays
         for cb in callbacks:
             cb.on_train_end(state)
     state.history.diverged = state.diverged
@@ -305,9 +315,9 @@ def _epoch_logs(net, X, Y, Xv, Yv, batch, losses, correct, opt, started) -> dict
 
 def train_on_batch(net, X, y, optimizer, sample_weight=None) -> float:
     """One optimizer step on the batch (X, y) (dropout active); returns the batch loss."""
-    X = check_features(X, net.n_features, net.dtype)
-    Y = check_targets(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
-    weights = check_sample_weight(sample_weight, X.shape[0], net.dtype)
+    if net._cuda is not None:
+        return net._cuda.train_on_batch(net, X, y, optimizer, sample_weight)
+    X, Y, weights = net._checked(X, y, sample_weight)
     if not isinstance(optimizer, optim_mod.Optimizer):
         raise TypeError(f"optimizer must be an fb.optim optimizer (its state persists between "
                         f"calls), got {type(optimizer).__name__}")

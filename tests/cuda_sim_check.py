@@ -521,6 +521,49 @@ def fit_takes_device_arrays():
     compare("to_numpy(host) is the array itself", fb.to_numpy(cpu.params) is cpu.params, True, 0)
 
 
+@check("fit")
+def the_rest_of_the_api_on_cuda():
+    """Validation data, EarlyStopping's restore, a schedule, reset_parameters, state_dict round
+    trips, save/load and gradcheck work on a "cuda" network as on the CPU; bad input leaves it
+    unchanged."""
+    import tempfile
+
+    cpu = dict(nets(np.float64))["softmax"]
+    gpu = dict(nets(np.float64))["softmax"].to("cuda")
+    X, y, _, _ = data(cpu, 10, seed=11)
+    stopper = dict(monitor="val_loss", patience=0, restore_best=True)
+    kwargs = dict(epochs=3, batch_size=4, optimizer="sgd", lr=fb.schedules.exponential(0.5, 0.9),
+                  verbose=0, seed=5, validation_data=(X[:4], y[:4]))
+    h_cpu = cpu.fit(X, y, callbacks=[fb.callbacks.EarlyStopping(**stopper)], **kwargs)
+    h_gpu = gpu.fit(X, y, callbacks=[fb.callbacks.EarlyStopping(**stopper)], **kwargs)
+    compare("fit with validation: val_loss", h_gpu["val_loss"], h_cpu["val_loss"], 1e-9)
+    compare("EarlyStopping restores the best weights", gpu.get_params(), cpu.get_params(), 1e-9)
+    for key, value in cpu.state_dict().items():
+        compare(f"state_dict {key}", gpu.state_dict()[key], value, 1e-9)
+    before = gpu.get_params()
+    try:
+        gpu.load_state_dict({"0.weight": np.zeros((2, 2))}, strict=False)
+        compare("a bad state dict is refused", "accepted", "refused", 0)
+    except ValueError:
+        compare("a bad state dict leaves the weights", gpu.get_params(), before, 0)
+    try:
+        gpu.fit(X[:, :2], y, verbose=0)
+        compare("fit with the wrong feature count is refused", "accepted", "refused", 0)
+    except ValueError:
+        compare("fit with the wrong feature count leaves the weights", gpu.get_params(), before, 0)
+    gpu.load_state_dict({k: v * 0.5 for k, v in cpu.state_dict().items()})
+    compare("load_state_dict on cuda", gpu.get_params(), cpu.get_params() * 0.5, 1e-15)
+    gpu.reset_parameters(1)
+    compare("reset_parameters on cuda", gpu.get_params(), dict(nets(np.float64))["softmax"].params,
+            0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/net.npz"
+        gpu.save(path)
+        compare("save from cuda, load on the cpu", fb.load(path).params, gpu.get_params(), 0)
+    compare("gradcheck of a cuda network", fb.gradcheck(gpu, X, y) < 1e-6, True, 0)
+    compare("repr names the device", "device='cuda'" in repr(gpu), True, 0)
+
+
 # --- PTX compilation (a compile check for real GPUs, without one) --------------------------------
 
 
