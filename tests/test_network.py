@@ -219,3 +219,44 @@ def test_fit_with_sample_weight_equals_fit_on_repeated_rows(rng):
     net_r.fit(np.repeat(X, w, axis=0), np.repeat(y, w, axis=0), epochs=3, batch_size=None,
               optimizer=fb.optim.SGD(lr=0.1), verbose=0)
     np.testing.assert_allclose(net_w.params, net_r.params, rtol=1e-10, atol=1e-13)
+
+
+def test_get_and_set_params_copy_on_either_side():
+    net = fb.Sequential(fb.Dense(3, 4), fb.ReLU(), fb.Dense(4, 2), seed=0)
+    values = net.get_params()
+    values[:] = 0.5
+    assert not np.any(net.params == 0.5)  # get_params is a copy, not a view
+    net.set_params(values)
+    np.testing.assert_array_equal(net.params, 0.5)
+    np.testing.assert_array_equal(net.layers[0].W, 0.5)  # the layer views see the write
+
+
+@pytest.mark.parametrize("values, match", [
+    (np.zeros(5), r"params must have shape \(26,\)"),
+    (np.full(26, np.nan), "NaN or infinity"),
+    (np.zeros((26, 1)), "shape"),
+])
+def test_set_params_refuses_bad_values_and_leaves_the_network(values, match):
+    net = fb.Sequential(fb.Dense(3, 4), fb.ReLU(), fb.Dense(4, 2), seed=0)
+    before = net.get_params()
+    with pytest.raises(ValueError, match=match):
+        net.set_params(values)
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_state_dict_methods_round_trip_with_torch_names():
+    net = fb.Sequential(fb.Dense(3, 4), fb.Tanh(), fb.Dense(4, 2), seed=0)
+    state = net.state_dict()
+    assert list(state) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    np.testing.assert_array_equal(state["0.weight"], net.layers[0].W.T)
+    other = fb.Sequential(fb.Dense(3, 4), fb.Tanh(), fb.Dense(4, 2), seed=1)
+    assert other.load_state_dict(state) == ([], [])
+    np.testing.assert_array_equal(other.params, net.params)
+
+
+def test_device_must_be_cpu_or_cuda():
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+        fb.Sequential(fb.Dense(3, 2), device="gpu")
+    net = fb.Sequential(fb.Dense(3, 2), seed=0)
+    assert net.to("cpu") is net and net.device == "cpu"
+    assert fb.to_numpy(net.params) is net.params

@@ -117,13 +117,26 @@ def test_early_stopping_restores_best_weights():
         seen.append((logs["val_loss"], net.params.copy()))
 
     stop = cb.EarlyStopping(monitor="val_loss", patience=2)
-    # A learning rate this high makes val_loss wander, so early stopping triggers.
-    hist = net.fit(X, y, epochs=40, batch_size=10, lr=0.3, optimizer="sgd",
-                   validation_data=(X[:50], y[:50]), callbacks=[cb.LambdaCallback(record), stop],
-                   verbose=0)
+    # Validation labels flipped: the better the net learns the training set, the worse val_loss
+    # gets, so early stopping triggers whatever the shuffling, with a best epoch before the last.
+    hist = net.fit(X, y, epochs=40, batch_size=10, lr=0.05, optimizer="sgd", seed=0,
+                   validation_data=(X[:50], 1 - y[:50]),
+                   callbacks=[cb.LambdaCallback(record), stop], verbose=0)
     assert stop.stopped_epoch is not None and len(hist) < 40
+    assert stop.best_epoch < len(hist) - 1
     best = min(range(len(seen)), key=lambda i: seen[i][0])
     np.testing.assert_array_equal(net.params, seen[best][1])
+
+
+def test_lambda_callback_returning_true_stops_training():
+    X, y = spirals(40)
+    net = small_net()
+    hist = net.fit(X, y, epochs=10, verbose=0,
+                   callbacks=[cb.LambdaCallback(lambda epoch, logs: epoch == 2)])
+    assert len(hist) == 3
+    # Any other return value (None, a number) leaves training running.
+    hist = net.fit(X, y, epochs=4, verbose=0, callbacks=[cb.LambdaCallback(lambda e, logs: 1)])
+    assert len(hist) == 4
 
 
 def test_divergence_raises_and_restores_finite_state():
@@ -257,3 +270,12 @@ def test_batch_one_path_float32_and_clipping():
         opt.step(b.params, b.grads)
     assert a.params.dtype == np.float32
     np.testing.assert_allclose(a.params, b.params, rtol=2e-6, atol=2e-7)
+
+
+def test_full_batch_fit_does_not_depend_on_shuffle():
+    # One batch holds every row: shuffling would only reorder a sum, so fit does not draw an order.
+    X, y = spirals(60)
+    a, b = small_net(), small_net()
+    a.fit(X, y, epochs=3, batch_size=None, shuffle=True, seed=1, verbose=0)
+    b.fit(X, y, epochs=3, batch_size=None, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(a.params, b.params)
