@@ -145,25 +145,74 @@ def backward(li, lf, gu, params, grads, ws, X, rows, training):
             np.dot(G, W.T, region(ws, capacity, there, rows, n_in))
 
 
+# Partial sums in the weights' dtype over at most this many weights, then float64 across blocks: the
+# sums vectorize without converting every term (a float64 accumulator was ~1.4x slower in float32) and
+# stay within ~1e-8 relative in float32.
+PENALTY_BLOCK = 1024
+
+
+@njit
+def penalty_slice(w, g, c1, c2, with_grad):
+    """(sum|w|, sum w^2) of the 1-D slice w, as float64; with_grad adds c1 * sign(w) + c2 * w to the
+    slice g, leaving out a term whose coefficient is zero. One plain loop per case, so each vectorizes;
+    sign(0) = 0 (and sign(NaN) = 0), as torch.sign, from two selects rather than a branch."""
+    t = w.dtype.type
+    one, zero = t(1), t(0)
+    abs_total = 0.0
+    square_total = 0.0
+    # Slices and loops from 0: a loop over range(start, stop) of the whole buffer keeps the
+    # negative-index check and does not vectorize (as in sklearn._adam_range).
+    for lo in range(0, w.size, PENALTY_BLOCK):
+        wb = w[lo : lo + PENALTY_BLOCK]
+        gb = g[lo : lo + PENALTY_BLOCK]
+        a = zero
+        s = zero
+        if not with_grad:
+            for k in range(wb.size):
+                x = wb[k]
+                a += abs(x)
+                s += x * x
+        elif c1 == zero:
+            for k in range(wb.size):
+                x = wb[k]
+                gb[k] += c2 * x
+                a += abs(x)
+                s += x * x
+        elif c2 == zero:
+            for k in range(wb.size):
+                x = wb[k]
+                gb[k] += c1 * ((one if x > zero else zero) - (one if x < zero else zero))
+                a += abs(x)
+                s += x * x
+        else:
+            for k in range(wb.size):
+                x = wb[k]
+                gb[k] += c1 * ((one if x > zero else zero) - (one if x < zero else zero)) + c2 * x
+                a += abs(x)
+                s += x * x
+        abs_total += float(a)
+        square_total += float(s)
+    return abs_total, square_total
+
+
 @njit
 def weight_penalty(li, params, grads, l1, l2, with_grad):
     """l1 * sum|W| + l2/2 * sum W^2 over every weight matrix (biases are not penalised); with_grad
-    adds l1 * sign(W) + l2 * W to grads."""
-    total = 0.0
+    adds l1 * sign(W) + l2 * W to grads (in their dtype). grads is not touched when with_grad is
+    False."""
     if l1 == 0.0 and l2 == 0.0:
-        return total
+        return 0.0
     t = params.dtype.type
-    c1, c2, zero = t(l1), t(l2), t(0)
+    c1, c2 = t(l1), t(l2)
+    abs_total = 0.0
+    square_total = 0.0
     for layer in range(li.shape[0]):
         start = li[layer, P.W_OFF]
         stop = start + li[layer, P.N_IN] * li[layer, P.N_OUT]
-        for k in range(start, stop):
-            w = params[k]
-            total += l1 * abs(float(w)) + 0.5 * l2 * float(w) * float(w)
-            if with_grad:
-                sign = t(1) if w > zero else (t(-1) if w < zero else zero)
-                grads[k] += c1 * sign + c2 * w
-    return total
+        a, s = penalty_slice(params[start:stop], grads[start:stop], c1, c2, with_grad)
+        abs_total += a
+        square_total += s
+    return l1 * abs_total + 0.5 * l2 * square_total
 
 
 @njit
