@@ -57,6 +57,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
+from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.fastmath import fast_exp
 from fastbp._kernels.cpu.steps import backward, forward, output_delta, region
 from fastbp._kernels.jit import njit
@@ -246,19 +247,14 @@ def train_epoch(li, lf, gu, kind, clip, alpha, params, grads, ws, X, Y, sample_w
         Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
         Yb = region(ws, capacity, gu[P.Y_UNIT], rows, k)
         Wb = ws[w_start:w_start + rows] if weighted else sample_weight
-        sw_sum = 0.0
-        # Element loops: a row slice assignment (Xb[i, :] = X[source]) cost 5x more here.
-        for i in range(rows):
-            source = perm[start + i]
-            for j in range(n_in):
-                Xb[i, j] = X[source, j]
-            for j in range(k):
-                Yb[i, j] = Y[source, j]
-            if weighted:
-                Wb[i] = sample_weight[source]
-                sw_sum += float(sample_weight[source])
-        if not weighted:
-            sw_sum = float(rows)
+        gather_rows(X, perm, start, start + rows, Xb)
+        gather_rows(Y, perm, start, start + rows, Yb)
+        sw_sum = float(rows)
+        if weighted:
+            gather_values(sample_weight, perm, start, start + rows, Wb)
+            sw_sum = 0.0
+            for i in range(rows):
+                sw_sum += float(Wb[i])
         out = forward(li, lf, gu, params, ws, Xb, rows, False, 0, 0)
         data = output_loss_and_delta(kind, out, Yb, Wb, sw_sum, clip, output_delta(li, gu, ws, rows))
         backward(li, lf, gu, params, grads, ws, Xb, rows, False)

@@ -6,6 +6,7 @@ arithmetic only: no dispatch, no allocation, no Python.
 
 
 from fastbp._kernels import plan as P
+from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_scaled
@@ -72,12 +73,10 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
             Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
             Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
             Wb = ws[w_start:w_start + rows] if weighted else sample_weight
-            for i in range(rows):
-                source = perm[start + i]
-                Xb[i, :] = X[source]
-                Yb[i, :] = Y[source]
-                if weighted:
-                    Wb[i] = sample_weight[source]
+            gather_rows(X, perm, start, start + rows, Xb)
+            gather_rows(Y, perm, start, start + rows, Yb)
+            if weighted:
+                gather_values(sample_weight, perm, start, start + rows, Wb)
             out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step)
         loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb,
                                     output_delta(li, gu, ws, rows))
