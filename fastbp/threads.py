@@ -1,7 +1,7 @@
 """One knob for every thread pool fastbp uses: Numba's and the BLAS libraries'.
 
-Numba's np.dot calls scipy's OpenBLAS, a second copy beside numpy's, each with its own pool, so
-both are limited (through threadpoolctl). fastbp's kernels run no prange region inside a training
+The kernels' GEMMs call numpy's OpenBLAS (fastbp._kernels.cpu.blas); Numba's np.dot, their
+fallback, calls scipy's, a second copy with its own pool: both are limited (through threadpoolctl). fastbp's kernels run no prange region inside a training
 step (the GEMMs are where the parallel work is), which keeps clear of the OpenMP-after-BLAS
 contention measured in shared/NUMBA_NOTES.md and keeps fork() safe.
 """

@@ -10,6 +10,7 @@ from numba.extending import overload
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
+from fastbp._kernels.cpu.blas import gemm_nn, gemm_nt, gemm_tn
 from fastbp._kernels.cpu.losses import loss_and_output_grad
 from fastbp._kernels.jit import njit
 
@@ -92,7 +93,7 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
         W, b = weights(params, li, layer)
         Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
         A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
-        np.dot(A_in, W, Z)
+        gemm_nn(A_in, W, Z)
         bias_activation_forward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, b, A)
         if training and li[layer, P.MASK_UNIT] >= 0:
             out = region(ws, capacity, li[layer, P.OUT_UNIT], rows, n_out)
@@ -139,10 +140,10 @@ def backward(li, lf, gu, params, grads, ws, X, rows, training):
             # Outside training, dropout is the identity and the next layer read A itself.
             unit = li[layer - 1, P.OUT_UNIT] if training else li[layer - 1, P.A_UNIT]
             A_prev = region(ws, capacity, unit, rows, n_in)
-        np.dot(A_prev.T, G, dW)
+        gemm_tn(A_prev, G, dW)
         if layer > 0:
             W, _ = weights(params, li, layer)
-            np.dot(G, W.T, region(ws, capacity, there, rows, n_in))
+            gemm_nt(G, W, region(ws, capacity, there, rows, n_in))
 
 
 # Partial sums in the weights' dtype over at most this many weights, then float64 across blocks: the

@@ -1,0 +1,81 @@
+"""The kernels' GEMMs (fastbp._kernels.cpu.blas): NumPy's OpenBLAS called from compiled code, or
+np.dot where that library is absent, against NumPy's own products."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastbp._kernels.cpu import blas
+from fastbp._kernels.jit import njit
+
+SHAPES = [(1, 1, 1), (1, 3, 2), (5, 1, 7), (7, 4, 1), (16, 33, 9), (64, 130, 70)]
+
+
+def operands(m, k, n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, k, n", SHAPES)
+def test_each_product_matches_numpy(dtype, m, k, n):
+    A, B = operands(m, k, n, dtype)
+    want = A.astype(np.float64) @ B.astype(np.float64)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for name, args in (("nn", (A, B)), ("tn", (np.ascontiguousarray(A.T), B)),
+                       ("nt", (A, np.ascontiguousarray(B.T)))):
+        C = np.full((m, n), np.nan, dtype=dtype)  # every element must be written
+        getattr(blas, f"gemm_{name}")(*args, C)
+        assert C.dtype == dtype
+        np.testing.assert_allclose(C, want, rtol=tol, atol=tol * k, err_msg=name)
+
+
+def test_an_empty_inner_dimension_gives_zeros():
+    A, B = np.zeros((3, 0), np.float32), np.zeros((0, 2), np.float32)
+    C = np.full((3, 2), np.nan, np.float32)
+    blas.gemm_nn(A, B, C)
+    np.testing.assert_array_equal(C, 0)
+
+
+@njit
+def _through_strided_views(A, B, C):
+    # Every other column: "A"-layout views whose rows are not back to back.
+    blas.gemm_nn(A[:, ::2], B[::2, :], C)
+
+
+@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
+def test_views_with_gaps_take_the_np_dot_path():
+    A, B = operands(6, 10, 4, np.float64)
+    C = np.zeros((6, 4))
+    _through_strided_views(A, B, C)
+    np.testing.assert_allclose(C, A[:, ::2] @ B[::2, :], rtol=1e-12)
+
+
+def test_the_backend_is_named():
+    assert blas.backend().startswith(("numpy's OpenBLAS", "np.dot"))
+
+
+def test_forcing_numbas_blas_gives_the_same_training():
+    """FASTBP_BLAS=numba binds the GEMMs to np.dot: the same fit to rounding, and the backend says
+    so. (Numba's cache is keyed on the source, not on this choice: the compiled code calls the
+    registered symbol either way, so both runs share it safely.)"""
+    code = ("import numpy as np, fastbp as fb\n"
+            "from fastbp._kernels.cpu import blas\n"
+            "rng = np.random.default_rng(0)\n"
+            "X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)\n"
+            "net = fb.Sequential(fb.Dense(5, 8), fb.Tanh(), fb.Dense(8, 3), loss='cross_entropy',"
+            " dtype=np.float64, seed=0)\n"
+            "net.fit(X, y, epochs=3, batch_size=8, verbose=0, seed=0)\n"
+            "print(blas.backend()); print(' '.join(repr(float(v)) for v in net.params))\n")
+    runs = {}
+    for choice in ("numpy", "numba"):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=300, env={**os.environ, "FASTBP_BLAS": choice})
+        assert result.returncode == 0, result.stderr[-2000:]
+        backend, values = result.stdout.strip().split("\n")
+        runs[choice] = (backend, np.array([float(v) for v in values.split()]))
+    assert runs["numba"][0].startswith("np.dot")
+    np.testing.assert_allclose(runs["numba"][1], runs["numpy"][1], rtol=1e-10, atol=1e-12)
