@@ -55,11 +55,11 @@ def _data(name: str):
         X = X / 16.0
         return train_test_split(X, (y - 4.5) / 2.9, test_size=0.25, random_state=0)
     if name == "synthetic":
-        X, y = make_classification(n_samples=50_000, n_features=100, n_informative=40,
-                                   n_classes=5, random_state=0)
+        X, y = make_classification(
+            n_samples=50_000, n_features=100, n_informative=40, n_classes=5, random_state=0
+        )
     else:
-        X, y = make_regression(n_samples=50_000, n_features=100, n_informative=40, noise=10.0,
-                               random_state=0)
+        X, y = make_regression(n_samples=50_000, n_features=100, n_informative=40, noise=10.0, random_state=0)
         y = (y - y.mean()) / y.std()
     return train_test_split(X, y, test_size=0.1, random_state=0)
 
@@ -73,13 +73,19 @@ def _time_fit(make, X, y):
 
 
 # The runs of one case: (label, library, data dtype, fastbp dtype parameter).
-RUNS = [("sk64", "sklearn", np.float64, None), ("sk32", "sklearn", np.float32, None),
-        ("fb", "fastbp", np.float64, "float32"), ("fb64", "fastbp", np.float64, None),
-        ("fb32", "fastbp", np.float32, None)]
+RUNS = [
+    ("sk64", "sklearn", np.float64, None),
+    ("sk32", "sklearn", np.float32, None),
+    ("fb", "fastbp", np.float64, "float32"),
+    ("fb64", "fastbp", np.float64, None),
+    ("fb32", "fastbp", np.float32, None),
+]
 # The rows: (what, scikit-learn's run, fastbp's run).
-ROWS = [("defaults: f64 data; sk f64, fb f32", "sk64", "fb"),
-        ("f64 data, both f64 (fb dtype=None)", "sk64", "fb64"),
-        ("f32 data, both f32", "sk32", "fb32")]
+ROWS = [
+    ("defaults: f64 data; sk f64, fb f32", "sk64", "fb"),
+    ("f64 data, both f64 (fb dtype=None)", "sk64", "fb64"),
+    ("f32 data, both f32", "sk32", "fb32"),
+]
 
 
 def run_case(data_name, estimator, params, repeats, runs=RUNS):
@@ -94,8 +100,7 @@ def run_case(data_name, estimator, params, repeats, runs=RUNS):
         if library == "sklearn":
             makers[label] = (lambda: getattr(sk, estimator)(**params), data_dtype)
         else:
-            makers[label] = (lambda dtype=dtype: getattr(fbsk, estimator)(**params, dtype=dtype),
-                             data_dtype)
+            makers[label] = (lambda dtype=dtype: getattr(fbsk, estimator)(**params, dtype=dtype), data_dtype)
     best = {label: [float("inf"), float("inf"), None] for label in makers}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -107,8 +112,10 @@ def run_case(data_name, estimator, params, repeats, runs=RUNS):
                 entry = best[label]
                 entry[0], entry[1] = min(entry[0], wall), min(entry[1], cpu)
                 entry[2] = model
-    scores = {label: (entry[2].n_iter_, entry[2].score(X_test.astype(makers[label][1]), y_test))
-              for label, entry in best.items()}
+    scores = {
+        label: (entry[2].n_iter_, entry[2].score(X_test.astype(makers[label][1]), y_test))
+        for label, entry in best.items()
+    }
     return best, scores
 
 
@@ -134,13 +141,17 @@ def main(argv=None):
     import numba
     import sklearn
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"threads={args.threads}; numpy {np.__version__}, numba {numba.__version__}, "
-          f"scikit-learn {sklearn.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"threads={args.threads}; numpy {np.__version__}, numba {numba.__version__}, "
+        f"scikit-learn {sklearn.__version__}"
+    )
     repeats = 2 if args.quick else args.repeats
     print(f"best of {repeats}; times are CPU seconds of the process (wall in brackets)")
-    print("| data | estimator | solver | compared | scikit-learn | fastbp | speed-up CPU (wall) "
-          "| epochs sk / fb | test score sk / fb |")
+    print(
+        "| data | estimator | solver | compared | scikit-learn | fastbp | speed-up CPU (wall) "
+        "| epochs sk / fb | test score sk / fb |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for data_name, estimator, params, rows in CASES:
         if args.quick and not data_name.startswith("digits"):
@@ -153,10 +164,13 @@ def main(argv=None):
             (sk_wall, sk_cpu, _), (fb_wall, fb_cpu, _) = best[sk_label], best[fb_label]
             if solver == "lbfgs":
                 what = "f64 data, both f64 (lbfgs is f64)"
-            print(f"| {data_name} | {estimator} | {solver} | {what} | {sk_cpu:.2f} s ({sk_wall:.2f}) "
-                  f"| {fb_cpu:.2f} s ({fb_wall:.2f}) | {sk_cpu / fb_cpu:.1f}x ({sk_wall / fb_wall:.1f}x) "
-                  f"| {scores[sk_label][0]} / {scores[fb_label][0]} "
-                  f"| {scores[sk_label][1]:.4f} / {scores[fb_label][1]:.4f} |", flush=True)
+            print(
+                f"| {data_name} | {estimator} | {solver} | {what} | {sk_cpu:.2f} s ({sk_wall:.2f}) "
+                f"| {fb_cpu:.2f} s ({fb_wall:.2f}) | {sk_cpu / fb_cpu:.1f}x ({sk_wall / fb_wall:.1f}x) "
+                f"| {scores[sk_label][0]} / {scores[fb_label][0]} "
+                f"| {scores[sk_label][1]:.4f} / {scores[fb_label][1]:.4f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -43,29 +43,46 @@ def main():
     n, lr = len(X), 0.05
     rows, curves = [], {}
     for size in sizes:
-        net = fb.Sequential(fb.Dense(64, 128), fb.ReLU(), fb.Dense(128, 10),
-                            loss=fb.SoftmaxCrossEntropy(), seed=0)
+        net = fb.Sequential(
+            fb.Dense(64, 128), fb.ReLU(), fb.Dense(128, 10), loss=fb.SoftmaxCrossEntropy(), seed=0
+        )
         # One epoch at lr=0 first, so loading the compiled code is not charged to the budget.
         net.fit(X, y, epochs=1, batch_size=size, optimizer="sgd", lr=0.0, verbose=0)
         timer = TimeBudget(budget, X, y)
-        hist = net.fit(X, y, epochs=10**6, batch_size=size, optimizer="sgd", lr=lr, verbose=0,
-                       seed=0, callbacks=[timer])
+        hist = net.fit(
+            X, y, epochs=10**6, batch_size=size, optimizer="sgd", lr=lr, verbose=0, seed=0, callbacks=[timer]
+        )
         updates = -(-n // (size or n))
         name = "full batch" if size is None else ("SGD (1)" if size == 1 else f"mini-batch {size}")
         curves[name] = np.array(timer.curve)
-        rows.append((name, updates, f"{1e3 * timer.curve[-1][0] / len(hist):.2f}", len(hist),
-                     f"{updates * len(hist):,}", timer.curve[-1][1],
-                     f"{net.evaluate(X_test, y_test)['accuracy']:.3f}"))
+        rows.append(
+            (
+                name,
+                updates,
+                f"{1e3 * timer.curve[-1][0] / len(hist):.2f}",
+                len(hist),
+                f"{updates * len(hist):,}",
+                timer.curve[-1][1],
+                f"{net.evaluate(X_test, y_test)['accuracy']:.3f}",
+            )
+        )
 
     print(f"digits: {n} training rows, SGD lr={lr}, {budget:g} s of training per batch size\n")
-    print(table(["batch size", "updates/epoch", "ms/epoch", "epochs", "updates", "train loss",
-                 "test acc"], rows))
+    print(
+        table(
+            ["batch size", "updates/epoch", "ms/epoch", "epochs", "updates", "train loss", "test acc"], rows
+        )
+    )
 
     def draw(axes):
         for name, curve in curves.items():
             axes[0].plot(curve[:, 0], curve[:, 1], label=name)
-        axes[0].set(xlabel="training seconds", ylabel="training loss", yscale="log",
-                    title=f"loss reached in {budget:g} s")
+        axes[0].set(
+            xlabel="training seconds",
+            ylabel="training loss",
+            yscale="log",
+            title=f"loss reached in {budget:g} s",
+        )
         axes[0].legend()
         axes[1].bar([r[0] for r in rows], [float(r[2]) for r in rows])
         axes[1].set(ylabel="ms per epoch", yscale="log", title="time per epoch")

@@ -32,17 +32,38 @@ def main():
             net = network(depth, activation)
             net.loss_and_grad(X, y)
             norm = [float(np.linalg.norm(layer.dW)) for layer in net.dense_layers]
-            hist = net.fit(X, y, epochs=epochs, batch_size=32, optimizer="sgd", lr=lr, verbose=0,
-                           seed=0)
+            hist = net.fit(X, y, epochs=epochs, batch_size=32, optimizer="sgd", lr=lr, verbose=0, seed=0)
             key = (activation.__name__, depth)
             norms[key], curves[key] = norm, hist["loss"]
-            rows.append((activation.__name__, depth, f"{norm[0]:.2e}", f"{norm[-1]:.2e}",
-                         f"{norm[0] / norm[-1]:.2g}", hist["loss"][0], hist["loss"][-1],
-                         f"{net.evaluate(X_test, y_test)['accuracy']:.3f}"))
+            rows.append(
+                (
+                    activation.__name__,
+                    depth,
+                    f"{norm[0]:.2e}",
+                    f"{norm[-1]:.2e}",
+                    f"{norm[0] / norm[-1]:.2g}",
+                    hist["loss"][0],
+                    hist["loss"][-1],
+                    f"{net.evaluate(X_test, y_test)['accuracy']:.3f}",
+                )
+            )
 
     print(f"digits, hidden layers of 32 units, SGD lr={lr}, batch 32, {epochs} epochs\n")
-    print(table(["activation", "hidden layers", "grad norm, layer 1", "grad norm, output",
-                 "ratio", "loss, epoch 1", f"loss, epoch {epochs}", "test acc"], rows))
+    print(
+        table(
+            [
+                "activation",
+                "hidden layers",
+                "grad norm, layer 1",
+                "grad norm, output",
+                "ratio",
+                "loss, epoch 1",
+                f"loss, epoch {epochs}",
+                "test acc",
+            ],
+            rows,
+        )
+    )
 
     def draw(axes):
         from matplotlib import colormaps
@@ -50,14 +71,26 @@ def main():
         colors = dict(zip(depths, colormaps["plasma"](np.linspace(0, 0.85, len(depths)))))
         for (name, depth), norm in norms.items():
             style = "-" if name == "ReLU" else "--"
-            axes[0].plot(range(1, len(norm) + 1), norm, style, marker="o", ms=3,
-                         color=colors[depth], label=f"{name}, {depth} hidden")
+            axes[0].plot(
+                range(1, len(norm) + 1),
+                norm,
+                style,
+                marker="o",
+                ms=3,
+                color=colors[depth],
+                label=f"{name}, {depth} hidden",
+            )
             axes[1].plot(range(1, epochs + 1), curves[name, depth], style, color=colors[depth])
-        axes[0].set(xlabel="layer (1 = input side)", ylabel="|dW| at initialisation", yscale="log",
-                    title="gradient norm per layer (dashed: sigmoid)")
+        axes[0].set(
+            xlabel="layer (1 = input side)",
+            ylabel="|dW| at initialisation",
+            yscale="log",
+            title="gradient norm per layer (dashed: sigmoid)",
+        )
         axes[0].legend(fontsize=7, ncol=2)
-        axes[1].set(xlabel="epoch", ylabel="training loss", yscale="log",
-                    title="convergence (dashed: sigmoid)")
+        axes[1].set(
+            xlabel="epoch", ylabel="training loss", yscale="log", title="convergence (dashed: sigmoid)"
+        )
 
     plot(args.out / "depth.png", draw)
 

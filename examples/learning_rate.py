@@ -24,8 +24,17 @@ def diabetes():
 
 def train(net, X, y, lr, epochs):
     """History of plain SGD at `lr`; a run that overflows stops there instead of raising."""
-    return net.fit(X, y, epochs=epochs, batch_size=32, optimizer="sgd", lr=lr, verbose=0, seed=0,
-                   callbacks=[fb.callbacks.TerminateOnNaN()])
+    return net.fit(
+        X,
+        y,
+        epochs=epochs,
+        batch_size=32,
+        optimizer="sgd",
+        lr=lr,
+        verbose=0,
+        seed=0,
+        callbacks=[fb.callbacks.TerminateOnNaN()],
+    )
 
 
 def dead_units(net, X) -> str:
@@ -44,11 +53,25 @@ def main():
     lrs = [0.01, 0.3, 3.0] if args.quick else [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
     X_digits, _, y_digits, _ = digits()
     tasks = {
-        "diabetes, MSE": (*diabetes(), lambda: fb.Sequential(
-            fb.Dense(10, 64), fb.ReLU(), fb.Dense(64, 64), fb.ReLU(), fb.Dense(64, 1),
-            loss=fb.MSE(), seed=0)),
-        "digits, cross-entropy": (X_digits, y_digits, lambda: fb.Sequential(
-            fb.Dense(64, 128), fb.ReLU(), fb.Dense(128, 10), loss=fb.SoftmaxCrossEntropy(), seed=0)),
+        "diabetes, MSE": (
+            *diabetes(),
+            lambda: fb.Sequential(
+                fb.Dense(10, 64),
+                fb.ReLU(),
+                fb.Dense(64, 64),
+                fb.ReLU(),
+                fb.Dense(64, 1),
+                loss=fb.MSE(),
+                seed=0,
+            ),
+        ),
+        "digits, cross-entropy": (
+            X_digits,
+            y_digits,
+            lambda: fb.Sequential(
+                fb.Dense(64, 128), fb.ReLU(), fb.Dense(128, 10), loss=fb.SoftmaxCrossEntropy(), seed=0
+            ),
+        ),
     }
     rows, curves = [], {task: {} for task in tasks}
     for task, (X, y, make_net) in tasks.items():
@@ -62,13 +85,19 @@ def main():
             else:
                 result = f"{hist['loss'][-1]:.4g}"
             accuracy = hist["accuracy"][-1] if hist["accuracy"] else None
-            rows.append((task, lr, hist["loss"][0] if len(hist) else "-", result,
-                         f"{accuracy:.3f}" if accuracy is not None else "-",
-                         "-" if hist.diverged else dead_units(net, X)))
+            rows.append(
+                (
+                    task,
+                    lr,
+                    hist["loss"][0] if len(hist) else "-",
+                    result,
+                    f"{accuracy:.3f}" if accuracy is not None else "-",
+                    "-" if hist.diverged else dead_units(net, X),
+                )
+            )
 
     print(f"plain SGD, batch 32, {epochs} epochs; loss = mean training loss over each epoch\n")
-    print(table(["task", "lr", "loss, epoch 1", f"loss, epoch {epochs}", "train acc",
-                 "dead ReLUs"], rows))
+    print(table(["task", "lr", "loss, epoch 1", f"loss, epoch {epochs}", "train acc", "dead ReLUs"], rows))
 
     def draw(axes):
         from matplotlib import colormaps
@@ -79,8 +108,15 @@ def main():
             for lr, (losses, diverged) in runs.items():
                 if diverged:  # an x at the epoch where the loss overflowed, above the curves
                     epoch = diverged["epoch"] + 1
-                    ax.plot(epoch, top, "x", ms=9, mew=2, color=colors[lr],
-                            label=f"lr={lr:g}: diverged in epoch {epoch}")
+                    ax.plot(
+                        epoch,
+                        top,
+                        "x",
+                        ms=9,
+                        mew=2,
+                        color=colors[lr],
+                        label=f"lr={lr:g}: diverged in epoch {epoch}",
+                    )
                 else:
                     ax.plot(range(1, len(losses) + 1), losses, color=colors[lr], label=f"lr={lr:g}")
             ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title=task)

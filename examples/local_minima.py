@@ -22,37 +22,85 @@ def main():
     for width in widths:
         results[width] = []
         for seed in seeds:
-            net = fb.Sequential(fb.Dense(2, width), fb.ReLU(), fb.Dense(width, width), fb.ReLU(),
-                                fb.Dense(width, 3), loss=fb.SoftmaxCrossEntropy(), seed=seed)
-            hist = net.fit(X, y, epochs=epochs, batch_size=None, optimizer=fb.optim.Adam(lr=1e-2),
-                           shuffle=False, verbose=0)
-            results[width].append((hist["loss"], net.evaluate(X, y)["loss"],
-                                   net.evaluate(X_test, y_test)["accuracy"]))
+            net = fb.Sequential(
+                fb.Dense(2, width),
+                fb.ReLU(),
+                fb.Dense(width, width),
+                fb.ReLU(),
+                fb.Dense(width, 3),
+                loss=fb.SoftmaxCrossEntropy(),
+                seed=seed,
+            )
+            hist = net.fit(
+                X,
+                y,
+                epochs=epochs,
+                batch_size=None,
+                optimizer=fb.optim.Adam(lr=1e-2),
+                shuffle=False,
+                verbose=0,
+            )
+            results[width].append(
+                (hist["loss"], net.evaluate(X, y)["loss"], net.evaluate(X_test, y_test)["accuracy"])
+            )
         final = np.array([r[1] for r in results[width]])
         test = np.array([r[2] for r in results[width]])
-        rows.append((f"2-{width}-{width}-3", len(seeds), final.min(), float(np.median(final)),
-                     final.max(), f"{final.max() / final.min():.3g}x", f"{test.min():.3f}",
-                     f"{np.median(test):.3f}", f"{test.max():.3f}"))
+        rows.append(
+            (
+                f"2-{width}-{width}-3",
+                len(seeds),
+                final.min(),
+                float(np.median(final)),
+                final.max(),
+                f"{final.max() / final.min():.3g}x",
+                f"{test.min():.3f}",
+                f"{np.median(test):.3f}",
+                f"{test.max():.3f}",
+            )
+        )
 
-    print(f"spirals: {len(X)} training rows; full-batch Adam lr 1e-2, {epochs} epochs, ReLU; one "
-          f"run per initialisation seed\n")
-    print(table(["network", "seeds", "loss min", "loss median", "loss max", "max/min",
-                 "test acc min", "test acc median", "test acc max"], rows))
+    print(
+        f"spirals: {len(X)} training rows; full-batch Adam lr 1e-2, {epochs} epochs, ReLU; one "
+        f"run per initialisation seed\n"
+    )
+    print(
+        table(
+            [
+                "network",
+                "seeds",
+                "loss min",
+                "loss median",
+                "loss max",
+                "max/min",
+                "test acc min",
+                "test acc median",
+                "test acc max",
+            ],
+            rows,
+        )
+    )
 
     def draw(axes):
         colors = dict(zip(widths, ["tab:red", "tab:orange", "tab:blue"]))
         for width, runs in results.items():
             for k, (curve, _, _) in enumerate(runs):
-                axes[0].plot(range(1, epochs + 1), curve, color=colors[width], lw=0.8, alpha=0.7,
-                             label=f"width {width}" if k == 0 else None)
+                axes[0].plot(
+                    range(1, epochs + 1),
+                    curve,
+                    color=colors[width],
+                    lw=0.8,
+                    alpha=0.7,
+                    label=f"width {width}" if k == 0 else None,
+                )
             finals = [r[1] for r in runs]
-            axes[1].scatter(finals, [r[2] for r in runs], color=colors[width], s=18,
-                            label=f"width {width}")
-        axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log",
-                    title="one curve per initialisation seed")
+            axes[1].scatter(finals, [r[2] for r in runs], color=colors[width], s=18, label=f"width {width}")
+        axes[0].set(
+            xlabel="epoch", ylabel="training loss", yscale="log", title="one curve per initialisation seed"
+        )
         axes[0].legend()
-        axes[1].set(xlabel="final training loss", ylabel="test accuracy", xscale="log",
-                    title="where each seed ended")
+        axes[1].set(
+            xlabel="final training loss", ylabel="test accuracy", xscale="log", title="where each seed ended"
+        )
         axes[1].legend()
 
     plot(args.out / "local_minima.png", draw)

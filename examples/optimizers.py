@@ -37,10 +37,25 @@ def main():
     for name, make in OPTIMIZERS.items():
         runs = {}
         for lr in lrs:
-            net = fb.Sequential(fb.Dense(2, 64), fb.ReLU(), fb.Dense(64, 64), fb.ReLU(),
-                                fb.Dense(64, 5), loss=fb.SoftmaxCrossEntropy(), seed=0)
-            hist = net.fit(X, y, epochs=epochs, batch_size=32, optimizer=make(lr), verbose=0,
-                           seed=0, callbacks=[fb.callbacks.TerminateOnNaN()])
+            net = fb.Sequential(
+                fb.Dense(2, 64),
+                fb.ReLU(),
+                fb.Dense(64, 64),
+                fb.ReLU(),
+                fb.Dense(64, 5),
+                loss=fb.SoftmaxCrossEntropy(),
+                seed=0,
+            )
+            hist = net.fit(
+                X,
+                y,
+                epochs=epochs,
+                batch_size=32,
+                optimizer=make(lr),
+                verbose=0,
+                seed=0,
+                callbacks=[fb.callbacks.TerminateOnNaN()],
+            )
             final = np.inf if hist.diverged else hist["loss"][-1]
             runs[lr] = (final, hist, net.evaluate(X_test, y_test)["accuracy"])
         sweeps[name] = [runs[lr][0] for lr in lrs]
@@ -48,25 +63,55 @@ def main():
         final, hist, test_acc = runs[lr]
         best_curves[name] = hist["loss"]
         loss = hist["loss"]
-        rows.append((name, f"{lr:g}", loss[0], loss[min(4, epochs - 1)], final, f"{test_acc:.3f}",
-                     f"{1e3 * np.median(hist['seconds']):.1f}",
-                     f"{sum(v < 1.5 * final for v in sweeps[name])} of {len(lrs)}"))
+        rows.append(
+            (
+                name,
+                f"{lr:g}",
+                loss[0],
+                loss[min(4, epochs - 1)],
+                final,
+                f"{test_acc:.3f}",
+                f"{1e3 * np.median(hist['seconds']):.1f}",
+                f"{sum(v < 1.5 * final for v in sweeps[name])} of {len(lrs)}",
+            )
+        )
 
-    print(f"spirals: {len(X)} training rows, 2-64-64-5 ReLU, batch 32, {epochs} epochs; learning "
-          f"rates tried: {', '.join(f'{lr:g}' for lr in lrs)}\n")
-    print(table(["optimizer", "best lr", "loss, epoch 1", f"loss, epoch {min(5, epochs)}",
-                 f"loss, epoch {epochs}", "test acc", "ms/epoch", "rates within 1.5x of best"], rows))
+    print(
+        f"spirals: {len(X)} training rows, 2-64-64-5 ReLU, batch 32, {epochs} epochs; learning "
+        f"rates tried: {', '.join(f'{lr:g}' for lr in lrs)}\n"
+    )
+    print(
+        table(
+            [
+                "optimizer",
+                "best lr",
+                "loss, epoch 1",
+                f"loss, epoch {min(5, epochs)}",
+                f"loss, epoch {epochs}",
+                "test acc",
+                "ms/epoch",
+                "rates within 1.5x of best",
+            ],
+            rows,
+        )
+    )
 
     def draw(axes):
         for name, curve in best_curves.items():
             style = "--" if name.startswith("SGD") else "-"
             axes[0].plot(range(1, epochs + 1), curve, style, label=name)
             axes[1].plot(lrs, np.minimum(sweeps[name], 10.0), style, marker="o", ms=3, label=name)
-        axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log",
-                    title="loss curves, each at its best rate")
+        axes[0].set(
+            xlabel="epoch", ylabel="training loss", yscale="log", title="loss curves, each at its best rate"
+        )
         axes[0].legend(fontsize=7, ncol=2)
-        axes[1].set(xlabel="learning rate", ylabel=f"training loss after {epochs} epochs",
-                    xscale="log", yscale="log", title="sensitivity to the learning rate (10: diverged)")
+        axes[1].set(
+            xlabel="learning rate",
+            ylabel=f"training loss after {epochs} epochs",
+            xscale="log",
+            yscale="log",
+            title="sensitivity to the learning rate (10: diverged)",
+        )
 
     plot(args.out / "optimizers.png", draw)
 

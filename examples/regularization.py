@@ -15,8 +15,18 @@ import fastbp as fb
 
 def network(dropout=0.0, **penalty):
     hidden = [fb.Dropout(dropout)] if dropout else []
-    return fb.Sequential(fb.Dense(2, 256), fb.ReLU(), *hidden, fb.Dense(256, 256), fb.ReLU(),
-                         *hidden, fb.Dense(256, 3), loss=fb.SoftmaxCrossEntropy(), seed=0, **penalty)
+    return fb.Sequential(
+        fb.Dense(2, 256),
+        fb.ReLU(),
+        *hidden,
+        fb.Dense(256, 256),
+        fb.ReLU(),
+        *hidden,
+        fb.Dense(256, 3),
+        loss=fb.SoftmaxCrossEntropy(),
+        seed=0,
+        **penalty,
+    )
 
 
 def main():
@@ -38,26 +48,53 @@ def main():
         curve = curves[name] = []
         track = fb.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs, net=net, curve=curve: curve.append(
-                cross_entropy(net, X_test, y_test)))
-        hist = net.fit(X, y, epochs=epochs, batch_size=32, optimizer=fb.optim.Adam(lr=3e-3),
-                       validation_data=(X_val, y_val), callbacks=[track, *callbacks], verbose=0,
-                       seed=0)
+                cross_entropy(net, X_test, y_test)
+            )
+        )
+        hist = net.fit(
+            X,
+            y,
+            epochs=epochs,
+            batch_size=32,
+            optimizer=fb.optim.Adam(lr=3e-3),
+            validation_data=(X_val, y_val),
+            callbacks=[track, *callbacks],
+            verbose=0,
+            seed=0,
+        )
         train_acc, test_acc = net.evaluate(X, y)["accuracy"], net.evaluate(X_test, y_test)["accuracy"]
         train_ce, test_ce = cross_entropy(net, X, y), cross_entropy(net, X_test, y_test)
         stopped = callbacks[0].best_epoch + 1 if callbacks else len(hist)
-        rows.append((name, stopped, f"{train_acc:.3f}", f"{test_acc:.3f}",
-                     f"{train_acc - test_acc:.3f}", train_ce, test_ce, test_ce - train_ce))
+        rows.append(
+            (
+                name,
+                stopped,
+                f"{train_acc:.3f}",
+                f"{test_acc:.3f}",
+                f"{train_acc - test_acc:.3f}",
+                train_ce,
+                test_ce,
+                test_ce - train_ce,
+            )
+        )
 
-    print(f"spirals, noise 0.6: {len(X)} training, {len(X_val)} validation, {len(X_test)} test "
-          f"points; Adam lr 3e-3, batch 32, {epochs} epochs\n")
-    print(table(["method", "epochs (kept)", "train acc", "test acc", "acc gap", "train CE",
-                 "test CE", "CE gap"], rows))
+    print(
+        f"spirals, noise 0.6: {len(X)} training, {len(X_val)} validation, {len(X_test)} test "
+        f"points; Adam lr 3e-3, batch 32, {epochs} epochs\n"
+    )
+    print(
+        table(
+            ["method", "epochs (kept)", "train acc", "test acc", "acc gap", "train CE", "test CE", "CE gap"],
+            rows,
+        )
+    )
 
     def draw(axes):
         for name, curve in curves.items():
             axes[0].plot(range(1, len(curve) + 1), curve, label=name)
-        axes[0].set(xlabel="epoch", ylabel="test cross-entropy", yscale="log",
-                    title="test loss while training")
+        axes[0].set(
+            xlabel="epoch", ylabel="test cross-entropy", yscale="log", title="test loss while training"
+        )
         axes[0].legend(fontsize=8)
         x = np.arange(len(rows))
         axes[1].bar(x - 0.2, [float(r[2]) for r in rows], 0.4, label="train")

@@ -45,13 +45,15 @@ def check_features(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.n
     array = _as_numeric_array(X, name)
     if array.ndim != 2:
         hint = " (use X.reshape(-1, 1) for one feature)" if array.ndim == 1 else ""
-        raise ValueError(f"{name} must be 2-D (rows, features), got {array.ndim}-D array of shape "
-                         f"{array.shape}{hint}")
+        raise ValueError(
+            f"{name} must be 2-D (rows, features), got {array.ndim}-D array of shape {array.shape}{hint}"
+        )
     if array.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 rows")
     if array.shape[1] != n_features:
-        raise ValueError(f"{name} has {array.shape[1]} features (columns) but the network's first "
-                         f"layer takes {n_features}")
+        raise ValueError(
+            f"{name} has {array.shape[1]} features (columns) but the network's first layer takes {n_features}"
+        )
     return _finite_converted(array, dtype, name)
 
 
@@ -78,8 +80,7 @@ def _finite_converted(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarr
     return converted
 
 
-def check_targets(y, loss, n_rows: int, n_outputs: int, dtype: np.dtype,
-                  name: str = "y") -> np.ndarray:
+def check_targets(y, loss, n_rows: int, n_outputs: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
     """Targets as a C-contiguous (n_rows, k) array of `dtype`, the form the loss kernels take: k is
     n_outputs for real targets, 1 (the class index) for integer labels."""
     array = _as_numeric_array(y, name)
@@ -92,13 +93,17 @@ def check_targets(y, loss, n_rows: int, n_outputs: int, dtype: np.dtype,
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2 or array.shape[1] != n_outputs:
-        raise ValueError(f"{name} must have shape ({n_rows}, {n_outputs}) to match the network's "
-                         f"{n_outputs} outputs, got shape {array.shape}")
+        raise ValueError(
+            f"{name} must have shape ({n_rows}, {n_outputs}) to match the network's "
+            f"{n_outputs} outputs, got shape {array.shape}"
+        )
     converted = _finite_converted(array, dtype, name)
     if loss.name == "binary_cross_entropy" and ((converted < 0) | (converted > 1)).any():
         bad = np.argwhere((converted < 0) | (converted > 1))[0]
-        raise ValueError(f"{name} for binary cross-entropy must lie in [0, 1], got "
-                         f"{converted[tuple(bad)]} at row {bad[0]}, column {bad[1]}")
+        raise ValueError(
+            f"{name} for binary cross-entropy must lie in [0, 1], got "
+            f"{converted[tuple(bad)]} at row {bad[0]}, column {bad[1]}"
+        )
     return converted
 
 
@@ -106,8 +111,10 @@ def _check_labels(array: np.ndarray, n_classes: int, dtype: np.dtype, name: str)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of integer class labels for softmax "
-                         f"cross-entropy, got shape {array.shape}")
+        raise ValueError(
+            f"{name} must be a 1-D array of integer class labels for softmax "
+            f"cross-entropy, got shape {array.shape}"
+        )
     if array.dtype == bool:
         raise TypeError(f"{name} must hold integer class labels, got booleans")
     if array.dtype.kind == "f":
@@ -120,13 +127,16 @@ def _check_labels(array: np.ndarray, n_classes: int, dtype: np.dtype, name: str)
     bad = (array < 0) | (array >= n_classes)
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{name} has label {array[row]} at row {row}, outside [0, {n_classes - 1}] "
-                         f"for the network's {n_classes} outputs")
+        raise ValueError(
+            f"{name} has label {array[row]} at row {row}, outside [0, {n_classes - 1}] "
+            f"for the network's {n_classes} outputs"
+        )
     return np.ascontiguousarray(array, dtype=dtype).reshape(-1, 1)
 
 
-def check_sample_weight(sample_weight, n_rows: int, dtype: np.dtype,
-                        name: str = "sample_weight") -> np.ndarray:
+def check_sample_weight(
+    sample_weight, n_rows: int, dtype: np.dtype, name: str = "sample_weight"
+) -> np.ndarray:
     """Row weights as a (n_rows,) array of `dtype`; None gives an empty array (unweighted)."""
     if sample_weight is None:
         return np.zeros(0, dtype=dtype)

@@ -63,8 +63,10 @@ class _Monitor:
 
     def value(self, logs: dict) -> float:
         if self.monitor not in logs:
-            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which fit does not "
-                             f"log; available: {sorted(logs)} (val_* needs validation data)")
+            raise ValueError(
+                f"{type(self).__name__} monitors {self.monitor!r}, which fit does not "
+                f"log; available: {sorted(logs)} (val_* needs validation data)"
+            )
         return logs[self.monitor]
 
     def improved(self, value: float) -> bool:
@@ -77,8 +79,14 @@ class EarlyStopping(Callback, _Monitor):
     """Stop when `monitor` has not improved by min_delta for `patience` epochs; with restore_best,
     put back the parameters of the best epoch."""
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True, mode: str = "auto"):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        mode: str = "auto",
+    ):
         _Monitor.__init__(self, monitor, mode, min_delta)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be a non-negative int, got {patience!r}")
@@ -115,8 +123,14 @@ class ModelCheckpoint(Callback, _Monitor):
     improved with save_best_only. `path` may hold {epoch} and any logged metric, e.g.
     "model-{epoch:03d}-{val_loss:.3f}.npz"."""
 
-    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
-                 mode: str = "auto", with_optimizer: bool = True):
+    def __init__(
+        self,
+        path,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        with_optimizer: bool = True,
+    ):
         _Monitor.__init__(self, monitor, mode, 0.0)
         self.path = str(path)
         self.save_best_only = save_best_only
@@ -138,14 +152,30 @@ class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by `factor` when `monitor` stalls for `patience` epochs
     (torch.optim.lr_scheduler.ReduceLROnPlateau's rule, stepped once per epoch)."""
 
-    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
-                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: float = 0.0, eps: float = 1e-8, mode: str = "auto"):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        eps: float = 1e-8,
+        mode: str = "auto",
+    ):
         self.monitor = monitor
         self.mode = _mode_for(monitor, mode)
-        self.settings = dict(mode=self.mode, factor=factor, patience=patience, threshold=threshold,
-                             threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr,
-                             eps=eps)
+        self.settings = dict(
+            mode=self.mode,
+            factor=factor,
+            patience=patience,
+            threshold=threshold,
+            threshold_mode=threshold_mode,
+            cooldown=cooldown,
+            min_lr=min_lr,
+            eps=eps,
+        )
         from fastbp.schedules import ReduceLROnPlateau as Scheduler
 
         Scheduler(_Probe(), **self.settings)  # validate the settings now, not mid-training
@@ -158,8 +188,10 @@ class ReduceLROnPlateau(Callback):
 
     def on_epoch_end(self, state, logs):
         if self.monitor not in logs:
-            raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r}, which fit does not log;"
-                             f" available: {sorted(logs)}")
+            raise ValueError(
+                f"ReduceLROnPlateau monitors {self.monitor!r}, which fit does not log;"
+                f" available: {sorted(logs)}"
+            )
         self.scheduler.step(logs[self.monitor])
 
 
@@ -175,8 +207,11 @@ class LambdaCallback(Callback):
     on_epoch_end returning True stops training after that epoch (as xgboost's callbacks do)."""
 
     def __init__(self, on_epoch_end=None, on_train_begin=None, on_train_end=None):
-        for name, fn in (("on_epoch_end", on_epoch_end), ("on_train_begin", on_train_begin),
-                         ("on_train_end", on_train_end)):
+        for name, fn in (
+            ("on_epoch_end", on_epoch_end),
+            ("on_train_begin", on_train_begin),
+            ("on_train_end", on_train_end),
+        ):
             if fn is not None and not callable(fn):
                 raise TypeError(f"LambdaCallback {name} must be callable, got {fn!r}")
         self._epoch_end, self._begin, self._end = on_epoch_end, on_train_begin, on_train_end
@@ -209,10 +244,19 @@ def check_callbacks(callbacks) -> list[Callback]:
     out = list(callbacks)
     for index, cb in enumerate(out):
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks[{index}] is a {type(cb).__name__}, not a fastbp Callback "
-                            f"(wrap a function in LambdaCallback)")
+            raise TypeError(
+                f"callbacks[{index}] is a {type(cb).__name__}, not a fastbp Callback "
+                f"(wrap a function in LambdaCallback)"
+            )
     return out
 
 
-__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "ModelCheckpoint", "ReduceLROnPlateau",
-           "TerminateOnNaN", "TrainingState"]
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "LambdaCallback",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+    "TrainingState",
+]

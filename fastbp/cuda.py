@@ -47,8 +47,7 @@ def available() -> tuple[bool, str]:
     try:
         from numba import cuda
     except Exception as exc:  # an import that fails for any reason means no CUDA here
-        return False, f"numba.cuda cannot be imported ({type(exc).__name__}: {exc}); " \
-                      f"pip install fastbp[cuda]"
+        return False, f"numba.cuda cannot be imported ({type(exc).__name__}: {exc}); pip install fastbp[cuda]"
     try:
         found = cuda.is_available()
     except Exception:  # a broken driver install reads as no GPU
@@ -69,7 +68,8 @@ def is_device_array(x) -> bool:
     """Whether x lives on the GPU: a numba device array, or any object with
     __cuda_array_interface__ (CuPy, torch.cuda tensors, ...)."""
     return hasattr(x, "__cuda_array_interface__") or (
-        not isinstance(x, np.ndarray) and hasattr(x, "copy_to_host"))
+        not isinstance(x, np.ndarray) and hasattr(x, "copy_to_host")
+    )
 
 
 def to_numpy(x) -> np.ndarray:
@@ -95,11 +95,15 @@ def check_features(X, n_features: int, dtype, name: str = "X"):
         return _validation.check_features(X, n_features, dtype, name)
     X = _as_device(X)
     if len(X.shape) != 2 or X.shape[0] == 0 or X.shape[1] != n_features:
-        raise ValueError(f"{name} must have shape (rows, {n_features}) with rows > 0, got a device "
-                         f"array of shape {tuple(X.shape)}")
+        raise ValueError(
+            f"{name} must have shape (rows, {n_features}) with rows > 0, got a device "
+            f"array of shape {tuple(X.shape)}"
+        )
     if np.dtype(X.dtype) != np.dtype(dtype):
-        raise TypeError(f"{name} is a device array of {np.dtype(X.dtype)}; the network runs in "
-                        f"{np.dtype(dtype)}: convert it on the device first")
+        raise TypeError(
+            f"{name} is a device array of {np.dtype(X.dtype)}; the network runs in "
+            f"{np.dtype(dtype)}: convert it on the device first"
+        )
     if not X.is_c_contiguous():
         raise ValueError(f"{name} must be a C-contiguous device array")
     return X
@@ -128,8 +132,7 @@ def checks(net):
     from fastbp import _validation
 
     if getattr(net, "_cuda", None) is None:
-        return _validation.check_features, _validation.check_targets, \
-            _validation.check_sample_weight
+        return _validation.check_features, _validation.check_targets, _validation.check_sample_weight
     return check_features, check_targets, check_sample_weight
 
 
@@ -252,7 +255,7 @@ class CudaBackend:
         """Copy a (rows, k) host or device array into the workspace region at `unit`."""
         start = self._offset(unit)
         size = int(np.prod(array.shape))
-        target = self._ws[start:start + size]
+        target = self._ws[start : start + size]
         if is_device_array(array):
             target.copy_to_device(_as_device(array).reshape(size), stream=self.stream)
         else:
@@ -278,9 +281,24 @@ class CudaBackend:
         self._put(self._gu_host[P.Y_UNIT], Y)
         if weighted:
             self._put(self._gu_host[P.SW_UNIT], weights.reshape(rows, 1))
-        self._run("loss_and_grad", self._steps.loss_and_grad_kernel, self.li, self.lf, self.gu,
-                  self.loss_code, self.loss_param, self.l1, self.l2, self.params, self.grads,
-                  self._ws, rows, weighted, CudaBackend._red_placeholder, self._result)
+        self._run(
+            "loss_and_grad",
+            self._steps.loss_and_grad_kernel,
+            self.li,
+            self.lf,
+            self.gu,
+            self.loss_code,
+            self.loss_param,
+            self.l1,
+            self.l2,
+            self.params,
+            self.grads,
+            self._ws,
+            rows,
+            weighted,
+            CudaBackend._red_placeholder,
+            self._result,
+        )
         return self._read_result()
 
     @_locked
@@ -292,15 +310,25 @@ class CudaBackend:
             return out
         self.workspace_for(min(rows, INFERENCE_BLOCK))
         for start in range(0, rows, self._capacity):
-            block = X[start:start + self._capacity]
+            block = X[start : start + self._capacity]
             n = int(block.shape[0])
             self._put(self._gu_host[P.IN_UNIT], block)
-            self._run("forward", self._steps.forward_kernel, self.li, self.lf, self.gu,
-                      self.params, self._ws, n, self._result_index)
+            self._run(
+                "forward",
+                self._steps.forward_kernel,
+                self.li,
+                self.lf,
+                self.gu,
+                self.params,
+                self._ws,
+                n,
+                self._result_index,
+            )
             # Outside training the output is the last layer's activation region.
             at = self._offset(self._li_host[-1, P.A_UNIT])
-            self._ws[at:at + n * self.n_outputs].copy_to_host(
-                out[start:start + n].reshape(-1), stream=self.stream)
+            self._ws[at : at + n * self.n_outputs].copy_to_host(
+                out[start : start + n].reshape(-1), stream=self.stream
+            )
         self.stream.synchronize()
         return out
 
@@ -309,8 +337,18 @@ class CudaBackend:
         """The weight penalty l1 * sum|W| + l2/2 * sum W^2 at the current parameters."""
         if self.l1 == 0.0 and self.l2 == 0.0:
             return 0.0
-        self._run("penalty", self._steps.weight_penalty_kernel, self.li, self.params, self.grads,
-                  self.l1, self.l2, False, CudaBackend._red_placeholder, self._result)
+        self._run(
+            "penalty",
+            self._steps.weight_penalty_kernel,
+            self.li,
+            self.params,
+            self.grads,
+            self.l1,
+            self.l2,
+            False,
+            CudaBackend._red_placeholder,
+            self._result,
+        )
         return self._read_result()
 
     def _read_result(self) -> float:
@@ -323,8 +361,7 @@ class CudaBackend:
             self._red = self._cuda.device_array(self._steps.RED_REGIONS, dtype=np.float64)
         blocks = self._blocks.get(name)
         if blocks is None:
-            blocks = self._jit.cooperative_blocks(dispatcher, self._with_red(args),
-                                                  self._wanted_blocks())
+            blocks = self._jit.cooperative_blocks(dispatcher, self._with_red(args), self._wanted_blocks())
             self._blocks[name] = blocks
         need = self._steps.RED_REGIONS * blocks
         if self._red.shape[0] < need:
@@ -357,10 +394,10 @@ class CudaBackend:
             return arrays
         if any(is_device_array(a) for a in arrays):
             # Some already on the device: bring the rest (targets, weights) beside them.
-            return tuple(a if is_device_array(a) or int(np.prod(a.shape)) == 0 else self.upload(a)
-                         for a in arrays)
-        nbytes = sum(int(np.prod(a.shape)) * self.dtype.itemsize for a in arrays
-                     if not is_device_array(a))
+            return tuple(
+                a if is_device_array(a) or int(np.prod(a.shape)) == 0 else self.upload(a) for a in arrays
+            )
+        nbytes = sum(int(np.prod(a.shape)) * self.dtype.itemsize for a in arrays if not is_device_array(a))
         if max_bytes is None:
             max_bytes = MAX_RESIDENT_BYTES
         if max_bytes is None:
@@ -378,16 +415,15 @@ class CudaBackend:
         target = cuda.device_array(host.shape, dtype=self.dtype)
         flat_host, flat_target = host.reshape(-1), target.reshape(-1)
         slab = max(1, STREAM_BYTES // self.dtype.itemsize)
-        pinned = [cuda.pinned_array(min(slab, max(flat_host.size, 1)), dtype=self.dtype)
-                  for _ in range(2)]
+        pinned = [cuda.pinned_array(min(slab, max(flat_host.size, 1)), dtype=self.dtype) for _ in range(2)]
         moved = [None, None]
         for n, start in enumerate(range(0, flat_host.size, slab)):
             stop = min(start + slab, flat_host.size)
             buf = pinned[n % 2]
             if moved[n % 2] is not None:
                 moved[n % 2].synchronize()  # the copy that last read this buffer is done
-            buf[:stop - start] = flat_host[start:stop]
-            flat_target[start:stop].copy_to_device(buf[:stop - start], stream=self.stream)
+            buf[: stop - start] = flat_host[start:stop]
+            flat_target[start:stop].copy_to_device(buf[: stop - start], stream=self.stream)
             event = cuda.event()
             event.record(self.stream)
             moved[n % 2] = event
@@ -427,9 +463,26 @@ class CudaBackend:
         return current
 
     @_locked
-    def train_steps(self, X, Y, sample_weight, perm, batch_size, first_batch, n_batches, lrs, kind,
-                    slots, scalars, hyper, step0, seed, max_norm, batch_losses,
-                    batch_correct) -> int:
+    def train_steps(
+        self,
+        X,
+        Y,
+        sample_weight,
+        perm,
+        batch_size,
+        first_batch,
+        n_batches,
+        lrs,
+        kind,
+        slots,
+        scalars,
+        hyper,
+        step0,
+        seed,
+        max_norm,
+        batch_losses,
+        batch_correct,
+    ) -> int:
         """fastbp._kernels.cpu.train.train_steps on the GPU, with the same arguments (X, Y,
         sample_weight as stage() returned them; slots, scalars, hyper as optimizer.prepare gives
         them): runs batches first_batch .. first_batch + n_batches - 1 of the epoch ordered by perm,
@@ -445,8 +498,7 @@ class CudaBackend:
             self._factors_host = optim.new_factor_table(count)
             self._factors = cuda.device_array(self._factors_host.shape, dtype=np.float64)
         table = self._factors_host
-        optim.factor_table(int(kind), hyper, scalars, int(step0), np.asarray(lrs, np.float64),
-                           table[:count])
+        optim.factor_table(int(kind), hyper, scalars, int(step0), np.asarray(lrs, np.float64), table[:count])
         self._factors.copy_to_device(table, stream=self.stream)
         dev_slots = self.optimizer_slots(slots)
         self._status.copy_to_device(self._status_zero, stream=self.stream)
@@ -462,13 +514,28 @@ class CudaBackend:
             Xd, Yd = _as_device(X), _as_device(Y)
             Wd = _as_device(sample_weight) if weighted else self._dummy_weights
             index = self._grow("_perm", hi - lo, np.int64)
-            index[:hi - lo].copy_to_device(np.ascontiguousarray(perm[lo:hi], dtype=np.int64),
-                                           stream=self.stream)
-            self._launch_steps(Xd, Yd, Wd, weighted, index[:hi - lo], False, batch_size, count,
-                               0, step0, seed, max_norm, common)
+            index[: hi - lo].copy_to_device(
+                np.ascontiguousarray(perm[lo:hi], dtype=np.int64), stream=self.stream
+            )
+            self._launch_steps(
+                Xd,
+                Yd,
+                Wd,
+                weighted,
+                index[: hi - lo],
+                False,
+                batch_size,
+                count,
+                0,
+                step0,
+                seed,
+                max_norm,
+                common,
+            )
         else:
-            self._stream_steps(X, Y, sample_weight, weighted, perm[lo:hi], batch_size, count,
-                               step0, seed, max_norm, common)
+            self._stream_steps(
+                X, Y, sample_weight, weighted, perm[lo:hi], batch_size, count, step0, seed, max_norm, common
+            )
         status = self._status.copy_to_host(stream=self.stream)
         losses_host = losses[:count].copy_to_host(stream=self.stream)
         correct_host = correct[:count].copy_to_host(stream=self.stream)
@@ -481,8 +548,9 @@ class CudaBackend:
             scalars[0] = table[done - 1, optim.MU]
         return done
 
-    def train_steps_like_cpu(self, li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws,
-                             *args) -> int:
+    def train_steps_like_cpu(
+        self, li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, *args
+    ) -> int:
         """train_steps called with the CPU kernel's whole argument list (the plan, buffers and
         workspace given first are the backend's own copies, and ignored): the fit loop then calls
         either kernel the same way."""
@@ -498,16 +566,32 @@ class CudaBackend:
         Y = check_y(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
         weights = check_w(sample_weight, X.shape[0], net.dtype)
         if not isinstance(optimizer, optim_mod.Optimizer):
-            raise TypeError(f"optimizer must be an fb.optim optimizer (its state persists between "
-                            f"calls), got {type(optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be an fb.optim optimizer (its state persists between "
+                f"calls), got {type(optimizer).__name__}"
+            )
         kind, slots, scalars, hyper = optimizer.prepare(self.host_params)
         rows = int(X.shape[0])
         losses, correct = np.zeros(1), np.zeros(1, dtype=np.int64)
         lrs = np.array([optimizer.lr_at(optimizer.state.step) * optimizer.lr_scale])
         try:
-            ran = self.train_steps(*self.stage(X, Y, weights), np.arange(rows, dtype=np.int64),
-                                   rows, 0, 1, lrs, kind, slots, scalars, hyper,
-                                   optimizer.state.step, net.seed or 0, 0.0, losses, correct)
+            ran = self.train_steps(
+                *self.stage(X, Y, weights),
+                np.arange(rows, dtype=np.int64),
+                rows,
+                0,
+                1,
+                lrs,
+                kind,
+                slots,
+                scalars,
+                hyper,
+                optimizer.state.step,
+                net.seed or 0,
+                0.0,
+                losses,
+                correct,
+            )
         finally:
             self.release_optimizer()
         optimizer.advance(ran)
@@ -515,18 +599,60 @@ class CudaBackend:
             raise FloatingPointError(f"the loss on this batch is {losses[0]}; no update was made")
         return float(losses[0])
 
-    def _launch_steps(self, Xd, Yd, Wd, weighted, index, gathered, batch_size, n_batches, base,
-                      step0, seed, max_norm, common):
+    def _launch_steps(
+        self,
+        Xd,
+        Yd,
+        Wd,
+        weighted,
+        index,
+        gathered,
+        batch_size,
+        n_batches,
+        base,
+        step0,
+        seed,
+        max_norm,
+        common,
+    ):
         kind, dev_slots = common
-        self._run("train_steps", self._train.train_steps_kernel, self.li, self.lf, self.gu,
-                  self.loss_code, self.loss_param, self.l1, self.l2, self.params, self.grads,
-                  self._ws, Xd, Yd, Wd, weighted, index, gathered, batch_size, n_batches,
-                  self._factors, kind, dev_slots, int(base), int(step0), int(seed),
-                  float(max_norm), self._losses, self._correct, CudaBackend._red_placeholder,
-                  self._status)
+        self._run(
+            "train_steps",
+            self._train.train_steps_kernel,
+            self.li,
+            self.lf,
+            self.gu,
+            self.loss_code,
+            self.loss_param,
+            self.l1,
+            self.l2,
+            self.params,
+            self.grads,
+            self._ws,
+            Xd,
+            Yd,
+            Wd,
+            weighted,
+            index,
+            gathered,
+            batch_size,
+            n_batches,
+            self._factors,
+            kind,
+            dev_slots,
+            int(base),
+            int(step0),
+            int(seed),
+            float(max_norm),
+            self._losses,
+            self._correct,
+            CudaBackend._red_placeholder,
+            self._status,
+        )
 
-    def _stream_steps(self, X, Y, sample_weight, weighted, rows_idx, batch_size, count, step0,
-                      seed, max_norm, common):
+    def _stream_steps(
+        self, X, Y, sample_weight, weighted, rows_idx, batch_size, count, step0, seed, max_norm, common
+    ):
         """Host data: gather each slice of batches on the host into pinned memory (while the GPU
         works on the previous slice), copy it asynchronously, and launch the steps on it."""
         cuda = self._cuda
@@ -535,18 +661,24 @@ class CudaBackend:
         rows_max = per * batch_size
         key = (rows_max, X.shape[1], Y.shape[1], weighted)
         if self._stage.get("key") != key:
-            pinned = [(cuda.pinned_array((rows_max, X.shape[1]), dtype=self.dtype),
-                       cuda.pinned_array((rows_max, Y.shape[1]), dtype=self.dtype),
-                       cuda.pinned_array(rows_max if weighted else 1, dtype=self.dtype))
-                      for _ in range(2)]
-            device = (cuda.device_array((rows_max, X.shape[1]), dtype=self.dtype),
-                      cuda.device_array((rows_max, Y.shape[1]), dtype=self.dtype),
-                      cuda.device_array(rows_max if weighted else 1, dtype=self.dtype))
+            pinned = [
+                (
+                    cuda.pinned_array((rows_max, X.shape[1]), dtype=self.dtype),
+                    cuda.pinned_array((rows_max, Y.shape[1]), dtype=self.dtype),
+                    cuda.pinned_array(rows_max if weighted else 1, dtype=self.dtype),
+                )
+                for _ in range(2)
+            ]
+            device = (
+                cuda.device_array((rows_max, X.shape[1]), dtype=self.dtype),
+                cuda.device_array((rows_max, Y.shape[1]), dtype=self.dtype),
+                cuda.device_array(rows_max if weighted else 1, dtype=self.dtype),
+            )
             self._stage = {"key": key, "pinned": pinned, "device": device, "events": [None, None]}
         pinned, device, events = self._stage["pinned"], self._stage["device"], self._stage["events"]
         for n, base in enumerate(range(0, count, per)):
             batches = min(per, count - base)
-            idx = rows_idx[base * batch_size:(base + batches) * batch_size]
+            idx = rows_idx[base * batch_size : (base + batches) * batch_size]
             m = idx.shape[0]
             px, py, pw = pinned[n % 2]
             if events[n % 2] is not None:
@@ -562,9 +694,21 @@ class CudaBackend:
             event = cuda.event()
             event.record(self.stream)
             events[n % 2] = event
-            self._launch_steps(dx[:m], dy[:m], dw[:m] if weighted else dw, weighted,
-                               self._dummy_index, True, batch_size, batches, base, step0, seed,
-                               max_norm, common)
+            self._launch_steps(
+                dx[:m],
+                dy[:m],
+                dw[:m] if weighted else dw,
+                weighted,
+                self._dummy_index,
+                True,
+                batch_size,
+                batches,
+                base,
+                step0,
+                seed,
+                max_norm,
+                common,
+            )
 
     # -- state --------------------------------------------------------------------------------
 
@@ -589,8 +733,11 @@ class CudaBackup:
         self.backend = backend
         self.dev_slots = backend.optimizer_slots(slots)
         self.scalars = scalars
-        self.copies = (cuda.device_array_like(backend.params),
-                       cuda.device_array_like(self.dev_slots), np.empty_like(scalars))
+        self.copies = (
+            cuda.device_array_like(backend.params),
+            cuda.device_array_like(self.dev_slots),
+            np.empty_like(scalars),
+        )
         self.opt = opt
         self.step = opt.state.step
         self.seconds = 0.0
@@ -607,9 +754,11 @@ class CudaBackup:
         self.seconds = time.perf_counter() - tick
 
     def all_finite(self) -> bool:
-        return bool(np.isfinite(to_numpy(self.backend.params)).all()
-                    and np.isfinite(to_numpy(self.dev_slots)).all()
-                    and np.isfinite(self.scalars).all())
+        return bool(
+            np.isfinite(to_numpy(self.backend.params)).all()
+            and np.isfinite(to_numpy(self.dev_slots)).all()
+            and np.isfinite(self.scalars).all()
+        )
 
     def restore(self) -> None:
         stream = self.backend.stream
@@ -619,4 +768,3 @@ class CudaBackup:
         np.copyto(self.scalars, self.copies[2])
         stream.synchronize()
         self.opt.advance(self.step - self.opt.state.step)
-

@@ -7,8 +7,7 @@ import numpy as np
 from fastbp._validation import check_features, check_targets
 
 
-def gradcheck(net, X, y, eps: float | None = None, max_params: int | None = 2000,
-              seed: int = 0) -> float:
+def gradcheck(net, X, y, eps: float | None = None, max_params: int | None = 2000, seed: int = 0) -> float:
     """Max relative error between backprop's gradient and central finite differences.
 
     Always computed in float64 on a float64 copy of the network (a float32 network is copied up), so
@@ -37,8 +36,7 @@ def gradcheck(net, X, y, eps: float | None = None, max_params: int | None = 2000
     analytic = twin.grads.copy()
     indices = np.arange(twin.n_params)
     if max_params is not None and twin.n_params > max_params:
-        indices = np.sort(np.random.default_rng(seed).choice(twin.n_params, max_params,
-                                                             replace=False))
+        indices = np.sort(np.random.default_rng(seed).choice(twin.n_params, max_params, replace=False))
     worst = 0.0
     for k in indices:
         saved = twin.params[k]

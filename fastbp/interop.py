@@ -21,8 +21,10 @@ from fastbp.network import DenseParams, Sequential
 
 __all__ = ["IncompatibleKeys", "from_torch", "load_state_dict", "state_dict", "to_torch"]
 
-_SUPPORTED = ("Linear, ReLU, LeakyReLU, ELU, GELU(approximate='none'), SiLU, Sigmoid, Tanh, "
-              "Softplus(beta=1, threshold=20), Identity, Dropout")
+_SUPPORTED = (
+    "Linear, ReLU, LeakyReLU, ELU, GELU(approximate='none'), SiLU, Sigmoid, Tanh, "
+    "Softplus(beta=1, threshold=20), Identity, Dropout"
+)
 
 
 class IncompatibleKeys(NamedTuple):
@@ -36,16 +38,16 @@ def _torch():
     try:
         import torch
     except ImportError as err:
-        raise ImportError("fastbp's PyTorch exchange needs torch: pip install 'fastbp[torch]' "
-                          "(or torch itself)") from err
+        raise ImportError(
+            "fastbp's PyTorch exchange needs torch: pip install 'fastbp[torch]' (or torch itself)"
+        ) from err
     return torch
 
 
 def _dense_entries(net: Sequential):
     """(key prefix, bound Dense layer) for each Dense layer: the prefix is its index among the
     network's layers, as in the matching nn.Sequential."""
-    return [(str(index), layer) for index, layer in enumerate(net.layers)
-            if isinstance(layer, DenseParams)]
+    return [(str(index), layer) for index, layer in enumerate(net.layers) if isinstance(layer, DenseParams)]
 
 
 def state_dict(net: Sequential) -> OrderedDict:
@@ -91,8 +93,10 @@ def load_state_dict(net: Sequential, state, strict: bool = True) -> Incompatible
             parts.append(f"missing keys {missing}")
         if unexpected:
             parts.append(f"unexpected keys {unexpected}")
-        raise KeyError(f"the state dict does not match the network: {'; '.join(parts)} (the "
-                       f"network expects {list(targets)})")
+        raise KeyError(
+            f"the state dict does not match the network: {'; '.join(parts)} (the "
+            f"network expects {list(targets)})"
+        )
     staged = []
     for key, (where, shape, transposed) in targets.items():
         if key not in state:
@@ -101,13 +105,16 @@ def load_state_dict(net: Sequential, state, strict: bool = True) -> Incompatible
         want = shape[::-1] if transposed else shape
         if array.shape != want:
             what = "(out_features, in_features)" if transposed else "(out_features,)"
-            raise ValueError(f"state dict entry {key!r} has shape {tuple(array.shape)}, but the "
-                             f"network's layer needs {want} {what}")
+            raise ValueError(
+                f"state dict entry {key!r} has shape {tuple(array.shape)}, but the "
+                f"network's layer needs {want} {what}"
+            )
         with np.errstate(over="ignore", invalid="ignore"):
             converted = array.astype(net.dtype)
         if not np.isfinite(converted).all():
-            raise ValueError(f"state dict entry {key!r} holds a non-finite value (or one too large "
-                             f"for {net.dtype})")
+            raise ValueError(
+                f"state dict entry {key!r} holds a non-finite value (or one too large for {net.dtype})"
+            )
         staged.append((where, converted.T if transposed else converted))
     with net._lock:
         params = net.get_params()
@@ -134,8 +141,10 @@ def _spec_from_module(index: int, module):
         return L.ELU(float(module.alpha))
     if kind is nn.GELU:
         if module.approximate != "none":
-            raise ValueError(f"{where}: fastbp's GELU is the exact (erf) form; "
-                             f"approximate={module.approximate!r} is not supported")
+            raise ValueError(
+                f"{where}: fastbp's GELU is the exact (erf) form; "
+                f"approximate={module.approximate!r} is not supported"
+            )
         return L.GELU()
     if kind is nn.SiLU:
         return L.SiLU()
@@ -151,8 +160,7 @@ def _spec_from_module(index: int, module):
         return L.Identity()
     if kind is nn.Dropout:
         return L.Dropout(float(module.p))
-    raise ValueError(f"{where} is not supported by fastbp; an nn.Sequential of {_SUPPORTED} can "
-                     f"be converted")
+    raise ValueError(f"{where} is not supported by fastbp; an nn.Sequential of {_SUPPORTED} can be converted")
 
 
 def _resolve_dtype(module, dtype):
@@ -184,8 +192,7 @@ def from_torch(module, dtype=None, *, loss="mse") -> Sequential:
     for index, child in enumerate(module):
         if type(child) is torch.nn.Linear:
             state[f"{index}.weight"] = child.weight
-            state[f"{index}.bias"] = child.bias if child.bias is not None else \
-                np.zeros(child.out_features)
+            state[f"{index}.bias"] = child.bias if child.bias is not None else np.zeros(child.out_features)
     load_state_dict(net, state)
     return net
 
@@ -195,8 +202,15 @@ def _module_from_spec(spec, nn):
         return nn.Linear(spec.in_features, spec.out_features)
     if isinstance(spec, L.Dropout):
         return nn.Dropout(spec.p)
-    simple = {L.Identity: nn.Identity, L.ReLU: nn.ReLU, L.GELU: nn.GELU, L.SiLU: nn.SiLU,
-              L.Sigmoid: nn.Sigmoid, L.Tanh: nn.Tanh, L.Softplus: nn.Softplus}
+    simple = {
+        L.Identity: nn.Identity,
+        L.ReLU: nn.ReLU,
+        L.GELU: nn.GELU,
+        L.SiLU: nn.SiLU,
+        L.Sigmoid: nn.Sigmoid,
+        L.Tanh: nn.Tanh,
+        L.Softplus: nn.Softplus,
+    }
     if type(spec) in simple:
         return simple[type(spec)]()
     if isinstance(spec, L.LeakyReLU):

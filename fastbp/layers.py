@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-INITIALIZERS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
-                "zeros")
+INITIALIZERS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal", "zeros")
 
 
 def _check_width(name: str, value) -> int:
@@ -52,8 +51,7 @@ class Dense(Layer):
 
     def __post_init__(self):
         object.__setattr__(self, "in_features", _check_width("Dense in_features", self.in_features))
-        object.__setattr__(self, "out_features",
-                           _check_width("Dense out_features", self.out_features))
+        object.__setattr__(self, "out_features", _check_width("Dense out_features", self.out_features))
         if self.init not in INITIALIZERS:
             raise ValueError(f"Dense init must be one of {INITIALIZERS}, got {self.init!r}")
 
@@ -101,8 +99,9 @@ class LeakyReLU(Activation):
     relu_family = True
 
     def __post_init__(self):
-        object.__setattr__(self, "negative_slope",
-                           _check_real("LeakyReLU negative_slope", self.negative_slope))
+        object.__setattr__(
+            self, "negative_slope", _check_real("LeakyReLU negative_slope", self.negative_slope)
+        )
 
     @property
     def param(self) -> float:
@@ -182,8 +181,7 @@ class Dropout(Layer):
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {
-    cls.name: cls
-    for cls in (Identity, ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus)
+    cls.name: cls for cls in (Identity, ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus)
 }
 ACTIVATION_BY_CODE: dict[int, type[Activation]] = {cls.code: cls for cls in ACTIVATIONS.values()}
 
@@ -194,8 +192,13 @@ def activation(name_or_layer) -> Activation:
         return name_or_layer
     if isinstance(name_or_layer, str):
         key = name_or_layer.strip().lower().replace("-", "_")
-        aliases = {"logistic": "sigmoid", "swish": "silu", "linear": "identity", "none": "identity",
-                   "leakyrelu": "leaky_relu"}
+        aliases = {
+            "logistic": "sigmoid",
+            "swish": "silu",
+            "linear": "identity",
+            "none": "identity",
+            "leakyrelu": "leaky_relu",
+        }
         key = aliases.get(key, key)
         if key in ACTIVATIONS:
             return ACTIVATIONS[key]()
@@ -203,8 +206,9 @@ def activation(name_or_layer) -> Activation:
     raise TypeError(f"an activation must be a name or an Activation, got {type(name_or_layer).__name__}")
 
 
-def initialize_weights(rng: np.random.Generator, dense: Dense, following: Activation | None,
-                       out: np.ndarray) -> None:
+def initialize_weights(
+    rng: np.random.Generator, dense: Dense, following: Activation | None, out: np.ndarray
+) -> None:
     """Fill `out` (shape (in, out)) with the dense layer's initial weights, drawn from `rng`."""
     fan_in, fan_out = dense.in_features, dense.out_features
     scheme = dense.init

@@ -87,8 +87,13 @@ LOSSES: dict[str, type[Loss]] = {
     cls.name: cls for cls in (MSE, L1, Huber, BinaryCrossEntropy, SoftmaxCrossEntropy)
 }
 LOSS_BY_CODE: dict[int, type[Loss]] = {cls.code: cls for cls in LOSSES.values()}
-_ALIASES = {"cross_entropy": "softmax_cross_entropy", "ce": "softmax_cross_entropy",
-            "bce": "binary_cross_entropy", "squared_error": "mse", "mae": "l1"}
+_ALIASES = {
+    "cross_entropy": "softmax_cross_entropy",
+    "ce": "softmax_cross_entropy",
+    "bce": "binary_cross_entropy",
+    "squared_error": "mse",
+    "mae": "l1",
+}
 
 
 def loss(name_or_loss) -> Loss:

@@ -27,8 +27,7 @@ _INFERENCE_BLOCK = 1024
 class DenseParams:
     """A Dense layer bound to a network: its spec plus W, b, dW, db as views into the flat buffers."""
 
-    def __init__(self, spec: L.Dense, params: np.ndarray, grads: np.ndarray, w_off: int,
-                 b_off: int):
+    def __init__(self, spec: L.Dense, params: np.ndarray, grads: np.ndarray, w_off: int, b_off: int):
         self.spec = spec
         n_in, n_out = spec.in_features, spec.out_features
         # Where W (row-major (in, out)) and b lie in the flat buffers.
@@ -62,27 +61,30 @@ def _stages(specs) -> list[_Stage]:
         where = f"layer {index} ({type(spec).__name__})"
         if isinstance(spec, L.Dense):
             if stages and stages[-1].dense.out_features != spec.in_features:
-                raise ValueError(f"{where} takes {spec.in_features} inputs but the Dense layer "
-                                 f"before it gives {stages[-1].dense.out_features}")
+                raise ValueError(
+                    f"{where} takes {spec.in_features} inputs but the Dense layer "
+                    f"before it gives {stages[-1].dense.out_features}"
+                )
             stages.append(_Stage(spec))
         elif isinstance(spec, L.Activation):
             if not stages:
                 raise ValueError(f"{where}: an activation must follow a Dense layer")
             last = stages[-1]
             if last.dropout or not isinstance(last.activation, L.Identity):
-                raise ValueError(f"{where}: put one activation directly after each Dense layer "
-                                 f"(before any Dropout)")
+                raise ValueError(
+                    f"{where}: put one activation directly after each Dense layer (before any Dropout)"
+                )
             last.activation = spec
         elif isinstance(spec, L.Dropout):
             if not stages:
-                raise ValueError(f"{where}: Dropout must follow a Dense layer (input dropout is "
-                                 f"not supported)")
+                raise ValueError(
+                    f"{where}: Dropout must follow a Dense layer (input dropout is not supported)"
+                )
             if stages[-1].dropout:
                 raise ValueError(f"{where}: two Dropout layers in a row; use one")
             stages[-1].dropout = spec.p
         elif isinstance(spec, type) and issubclass(spec, L.Layer):
-            raise TypeError(f"{where}: got the class {spec.__name__}; pass an instance, "
-                            f"{spec.__name__}()")
+            raise TypeError(f"{where}: got the class {spec.__name__}; pass an instance, {spec.__name__}()")
         else:
             raise TypeError(f"{where}: not a fastbp layer")
     if not stages:
@@ -112,8 +114,7 @@ def _build_plan(stages: list[_Stage]):
         li[row, P.B_OFF] = offset + n_in * n_out
         offset += n_in * n_out + n_out
         li[row, P.Z_UNIT] = take(n_out)
-        li[row, P.A_UNIT] = take(n_out) if needs_preactivation(act.code, act.param) else \
-            li[row, P.Z_UNIT]
+        li[row, P.A_UNIT] = take(n_out) if needs_preactivation(act.code, act.param) else li[row, P.Z_UNIT]
         if stage.dropout:
             li[row, P.MASK_UNIT] = take(n_out)
             li[row, P.OUT_UNIT] = take(n_out)
@@ -143,8 +144,16 @@ class Sequential:
     device: "cpu", or "cuda" (numba-cuda and an NVIDIA GPU; see `to`).
     """
 
-    def __init__(self, *layers, loss="mse", dtype=np.float32, seed: int | None = None,
-                 l1: float = 0.0, l2: float = 0.0, device: str = "cpu"):
+    def __init__(
+        self,
+        *layers,
+        loss="mse",
+        dtype=np.float32,
+        seed: int | None = None,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        device: str = "cpu",
+    ):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         self.loss = losses_mod.loss(loss)
@@ -158,8 +167,10 @@ class Sequential:
         self.specs = tuple(layers)
         self._li, self._lf, self._gu, n_params = _build_plan(self._stages)
         if self.loss.integer_targets and self.n_outputs < 2:
-            raise ValueError("softmax cross-entropy needs at least 2 outputs (one per class); for "
-                             "two classes with one output use BinaryCrossEntropy")
+            raise ValueError(
+                "softmax cross-entropy needs at least 2 outputs (one per class); for "
+                "two classes with one output use BinaryCrossEntropy"
+            )
         self.params = np.zeros(n_params, dtype=self.dtype)
         self.grads = np.zeros(n_params, dtype=self.dtype)
         self.layers = self._bind_layers()
@@ -177,8 +188,15 @@ class Sequential:
         bound, row = [], 0
         for spec in self.specs:
             if isinstance(spec, L.Dense):
-                bound.append(DenseParams(spec, self.params, self.grads,
-                                         int(self._li[row, P.W_OFF]), int(self._li[row, P.B_OFF])))
+                bound.append(
+                    DenseParams(
+                        spec,
+                        self.params,
+                        self.grads,
+                        int(self._li[row, P.W_OFF]),
+                        int(self._li[row, P.B_OFF]),
+                    )
+                )
                 row += 1
             else:
                 bound.append(spec)
@@ -192,7 +210,7 @@ class Sequential:
             # Draw in float64 and round once, so float32 and float64 nets start from the same point.
             W = np.empty((int(row[P.N_IN]), int(row[P.N_OUT])), dtype=np.float64)
             L.initialize_weights(rng, stage.dense, stage.activation, W)
-            fresh[int(row[P.W_OFF]):int(row[P.W_OFF]) + W.size] = W.ravel()
+            fresh[int(row[P.W_OFF]) : int(row[P.W_OFF]) + W.size] = W.ravel()
         self.set_params(fresh)
 
     def set_params(self, values) -> None:
@@ -261,9 +279,27 @@ class Sequential:
             if self._cuda is not None:
                 return self._cuda.loss_and_grad(X, Y, weights)
             ws = self._workspace_for(X.shape[0])
-            return float(steps.loss_and_grad(
-                self._li, self._lf, self._gu, self.loss.code, self.loss.param, self.l1, self.l2,
-                self.params, self.grads, ws, X, Y, weights, X.shape[0], False, 0, 0))
+            return float(
+                steps.loss_and_grad(
+                    self._li,
+                    self._lf,
+                    self._gu,
+                    self.loss.code,
+                    self.loss.param,
+                    self.l1,
+                    self.l2,
+                    self.params,
+                    self.grads,
+                    ws,
+                    X,
+                    Y,
+                    weights,
+                    X.shape[0],
+                    False,
+                    0,
+                    0,
+                )
+            )
 
     def forward(self, X) -> np.ndarray:
         """The network's output for X (rows, n_features): (rows, n_outputs), raw (logits for the
@@ -286,18 +322,20 @@ class Sequential:
             out = np.empty((rows, self.n_outputs), dtype=self.dtype)
             ws = self._workspace_for(min(rows, _INFERENCE_BLOCK))
             for start in range(0, rows, _INFERENCE_BLOCK):
-                block = X[start:start + _INFERENCE_BLOCK]
-                out[start:start + block.shape[0]] = steps.forward(
-                    self._li, self._lf, self._gu, self.params, ws, block, block.shape[0], False,
-                    0, 0)
+                block = X[start : start + _INFERENCE_BLOCK]
+                out[start : start + block.shape[0]] = steps.forward(
+                    self._li, self._lf, self._gu, self.params, ws, block, block.shape[0], False, 0, 0
+                )
         return out
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities: softmax of the logits (SoftmaxCrossEntropy), or sigmoid of each
         output (BinaryCrossEntropy)."""
         if not self.loss.classifies:
-            raise ValueError(f"predict_proba needs a classification loss; this network's loss is "
-                             f"{type(self.loss).__name__}")
+            raise ValueError(
+                f"predict_proba needs a classification loss; this network's loss is "
+                f"{type(self.loss).__name__}"
+            )
         return probabilities(self.loss, self.forward(X))
 
     def predict(self, X) -> np.ndarray:
@@ -311,16 +349,30 @@ class Sequential:
         sample_weight weighs the loss as in loss_and_grad (accuracy stays unweighted)."""
         X, Y, weights = self._checked(X, y, sample_weight)
         out = self._forward_checked(X)
-        result = {"loss": float(loss_value(self.loss.code, self.loss.param, out, Y, weights))
-                  + self.penalty()}
+        result = {
+            "loss": float(loss_value(self.loss.code, self.loss.param, out, Y, weights)) + self.penalty()
+        }
         if self.loss.classifies:
             result["accuracy"] = accuracy(self.loss, out, Y)
         return result
 
-    def fit(self, X, y, epochs: int = 1, batch_size: int | None = 32, optimizer="adam", lr=None,
-            shuffle: bool = True, validation_data=None, validation_split: float = 0.0,
-            callbacks=(), verbose: int = 1, seed: int | None = None,
-            clip_grad_norm: float | None = None, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        epochs: int = 1,
+        batch_size: int | None = 32,
+        optimizer="adam",
+        lr=None,
+        shuffle: bool = True,
+        validation_data=None,
+        validation_split: float = 0.0,
+        callbacks=(),
+        verbose: int = 1,
+        seed: int | None = None,
+        clip_grad_norm: float | None = None,
+        sample_weight=None,
+    ):
         """Train by gradient descent; returns a History of per-epoch metrics.
 
         batch_size=None is full-batch gradient descent, 1 stochastic gradient descent, k mini-batch
@@ -332,10 +384,23 @@ class Sequential:
         sample_weight (rows,) weighs each row's loss: sum(w_i l_i) / sum(w_i) per batch."""
         from fastbp.train import fit
 
-        return fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                   shuffle=shuffle, validation_data=validation_data,
-                   validation_split=validation_split, callbacks=callbacks, verbose=verbose,
-                   seed=seed, clip_grad_norm=clip_grad_norm, sample_weight=sample_weight)
+        return fit(
+            self,
+            X,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            shuffle=shuffle,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            callbacks=callbacks,
+            verbose=verbose,
+            seed=seed,
+            clip_grad_norm=clip_grad_norm,
+            sample_weight=sample_weight,
+        )
 
     def train_on_batch(self, X, y, optimizer, sample_weight=None) -> float:
         """One optimizer step on (X, y), for online learning; returns the batch loss."""
@@ -375,16 +440,19 @@ class Sequential:
         """The weight penalty l1 * sum|W| + l2/2 * sum W^2 at the current parameters."""
         if self._cuda is not None:
             return self._cuda.penalty()
-        return float(steps.weight_penalty(self._li, self.params, self.grads, self.l1, self.l2,
-                                          False))
+        return float(steps.weight_penalty(self._li, self.params, self.grads, self.l1, self.l2, False))
 
     # -- description -------------------------------------------------------------------------
 
     def get_config(self) -> dict:
         """A JSON-able description of the architecture (what save() stores beside the arrays)."""
-        return {"layers": [layer_config(spec) for spec in self.specs],
-                "loss": {"name": self.loss.name, "param": self.loss.param},
-                "dtype": self.dtype.name, "l1": self.l1, "l2": self.l2}
+        return {
+            "layers": [layer_config(spec) for spec in self.specs],
+            "loss": {"name": self.loss.name, "param": self.loss.param},
+            "dtype": self.dtype.name,
+            "l1": self.l1,
+            "l2": self.l2,
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> Sequential:
@@ -400,8 +468,13 @@ class Sequential:
         for spec in self.specs:
             if isinstance(spec, L.Dense):
                 width = spec.out_features
-                rows.append((f"Dense({spec.in_features} -> {spec.out_features})",
-                             f"(batch, {width})", f"{spec.n_params:,}"))
+                rows.append(
+                    (
+                        f"Dense({spec.in_features} -> {spec.out_features})",
+                        f"(batch, {width})",
+                        f"{spec.n_params:,}",
+                    )
+                )
             else:
                 rows.append((repr(spec), f"(batch, {width})", "0"))
         rows.append((f"loss: {type(self.loss).__name__}", "", f"{self.n_params:,} total"))
@@ -413,14 +486,20 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ", ".join(repr(spec) for spec in self.specs)
         where = "" if self.device == "cpu" else f", device={self.device!r}"
-        return (f"Sequential({inner}, loss={self.loss!r}, dtype={self.dtype.name}, "
-                f"n_params={self.n_params:,}{where})")
+        return (
+            f"Sequential({inner}, loss={self.loss!r}, dtype={self.dtype.name}, "
+            f"n_params={self.n_params:,}{where})"
+        )
 
 
 def layer_config(spec) -> dict:
     if isinstance(spec, L.Dense):
-        return {"type": "dense", "in_features": spec.in_features,
-                "out_features": spec.out_features, "init": spec.init}
+        return {
+            "type": "dense",
+            "in_features": spec.in_features,
+            "out_features": spec.out_features,
+            "init": spec.init,
+        }
     if isinstance(spec, L.Dropout):
         return {"type": "dropout", "p": spec.p}
     return {"type": spec.name, "param": spec.param}

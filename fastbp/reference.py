@@ -110,13 +110,25 @@ def softplus_derivative(z, a, param):
 
 
 ACTIVATION_FUNCTIONS = {
-    "identity": identity, "relu": relu, "leaky_relu": leaky_relu, "elu": elu, "gelu": gelu,
-    "silu": silu, "sigmoid": sigmoid, "tanh": tanh, "softplus": softplus,
+    "identity": identity,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "elu": elu,
+    "gelu": gelu,
+    "silu": silu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "softplus": softplus,
 }
 ACTIVATION_DERIVATIVES = {
-    "identity": identity_derivative, "relu": relu_derivative,
-    "leaky_relu": leaky_relu_derivative, "elu": elu_derivative, "gelu": gelu_derivative,
-    "silu": silu_derivative, "sigmoid": sigmoid_derivative, "tanh": tanh_derivative,
+    "identity": identity_derivative,
+    "relu": relu_derivative,
+    "leaky_relu": leaky_relu_derivative,
+    "elu": elu_derivative,
+    "gelu": gelu_derivative,
+    "silu": silu_derivative,
+    "sigmoid": sigmoid_derivative,
+    "tanh": tanh_derivative,
     "softplus": softplus_derivative,
 }
 
@@ -163,7 +175,10 @@ def softmax_cross_entropy(out, y, param):
 
 
 LOSS_FUNCTIONS = {
-    "mse": mse, "l1": l1, "huber": huber, "binary_cross_entropy": binary_cross_entropy,
+    "mse": mse,
+    "l1": l1,
+    "huber": huber,
+    "binary_cross_entropy": binary_cross_entropy,
     "softmax_cross_entropy": softmax_cross_entropy,
 }
 
@@ -236,16 +251,14 @@ def loss_and_grad(specs, loss, weights, biases, X, y, l1=0.0, l2=0.0):
     for layer, k in zip(specs, indices, strict=True):
         inputs.append(_layer_forward(layer, inputs[-1], weights, biases, k))
 
-    value, upstream = LOSS_FUNCTIONS[loss.name](inputs[-1], _targets(loss, y, inputs[-1]),
-                                                loss.param)
+    value, upstream = LOSS_FUNCTIONS[loss.name](inputs[-1], _targets(loss, y, inputs[-1]), loss.param)
 
     # Backward: `upstream` is dL/d(output of layer i) on entry, dL/d(input of layer i) on exit.
     dweights, dbiases = [None] * len(weights), [None] * len(biases)
     for i in reversed(range(len(specs))):
         layer, k = specs[i], indices[i]
         if isinstance(layer, Activation):
-            upstream = upstream * ACTIVATION_DERIVATIVES[layer.name](inputs[i], inputs[i + 1],
-                                                                     layer.param)
+            upstream = upstream * ACTIVATION_DERIVATIVES[layer.name](inputs[i], inputs[i + 1], layer.param)
         elif isinstance(layer, Dense):
             dweights[k] = inputs[i].T @ upstream
             dbiases[k] = upstream.sum(axis=0)
@@ -293,8 +306,23 @@ def _adam(params, lr, betas=(0.9, 0.999), eps=1e-8):
     return step
 
 
-def train(specs, loss, weights, biases, X, y, *, epochs=1, batch_size=32, lr=0.01,
-          optimizer="sgd", shuffle=True, seed=0, l1=0.0, l2=0.0):
+def train(
+    specs,
+    loss,
+    weights,
+    biases,
+    X,
+    y,
+    *,
+    epochs=1,
+    batch_size=32,
+    lr=0.01,
+    optimizer="sgd",
+    shuffle=True,
+    seed=0,
+    l1=0.0,
+    l2=0.0,
+):
     """Mini-batch gradient descent, updating the `weights` and `biases` arrays in place.
 
     X (n, in) and y as for `loss_and_grad`. optimizer: "sgd" (p -= lr * g) or "adam" (torch's
@@ -316,7 +344,7 @@ def train(specs, loss, weights, biases, X, y, *, epochs=1, batch_size=32, lr=0.0
             Xe, ye = X, y
         total = 0.0
         for start in range(0, n, batch_size):
-            Xb, yb = Xe[start:start + batch_size], ye[start:start + batch_size]
+            Xb, yb = Xe[start : start + batch_size], ye[start : start + batch_size]
             value, dweights, dbiases = loss_and_grad(specs, loss, weights, biases, Xb, yb, l1, l2)
             step(dweights + dbiases)
             total += value * len(Xb)

@@ -117,8 +117,7 @@ def output_loss_and_delta(kind, Z, Y, weights, sw_sum, clip, G):
                 e = math.exp(-abs(z))
                 log1p_e = math.log1p(e)
                 # -log p = softplus(-z) and -log(1 - p) = softplus(z), computed without overflow.
-                row += y * min(max(-z, 0.0) + log1p_e, clip) + \
-                    (1.0 - y) * min(max(z, 0.0) + log1p_e, clip)
+                row += y * min(max(-z, 0.0) + log1p_e, clip) + (1.0 - y) * min(max(z, 0.0) + log1p_e, clip)
                 p = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
                 G[i, j] = t((p - y) * scale)
         elif kind == EXP:
@@ -225,8 +224,29 @@ def sgd_update(li, params, grads, velocity, l2, lr, momentum, nesterov):
 
 
 @njit
-def train_epoch(li, lf, gu, kind, clip, alpha, params, grads, ws, X, Y, sample_weight, perm,
-                batch_size, adam, hyper, m, v, t0, lr, batch_losses):
+def train_epoch(
+    li,
+    lf,
+    gu,
+    kind,
+    clip,
+    alpha,
+    params,
+    grads,
+    ws,
+    X,
+    Y,
+    sample_weight,
+    perm,
+    batch_size,
+    adam,
+    hyper,
+    m,
+    v,
+    t0,
+    lr,
+    batch_losses,
+):
     """One epoch of scikit-learn's mini-batch training, in place on params (and m, v).
 
     Batch b takes rows perm[b*batch_size : (b+1)*batch_size] (the last may be short); per batch: the
@@ -246,7 +266,7 @@ def train_epoch(li, lf, gu, kind, clip, alpha, params, grads, ws, X, Y, sample_w
         rows = min(batch_size, n - start)
         Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
         Yb = region(ws, capacity, gu[P.Y_UNIT], rows, k)
-        Wb = ws[w_start:w_start + rows] if weighted else sample_weight
+        Wb = ws[w_start : w_start + rows] if weighted else sample_weight
         gather_rows(X, perm, start, start + rows, Xb)
         gather_rows(Y, perm, start, start + rows, Yb)
         sw_sum = float(rows)
@@ -261,8 +281,7 @@ def train_epoch(li, lf, gu, kind, clip, alpha, params, grads, ws, X, Y, sample_w
         if adam:
             step = t0 + b + 1
             lr_t = lr * math.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step)
-            penalty = adam_update(li, params, grads, m, v, alpha / sw_sum, lr_t, hyper[0], hyper[1],
-                                  hyper[2])
+            penalty = adam_update(li, params, grads, m, v, alpha / sw_sum, lr_t, hyper[0], hyper[1], hyper[2])
         else:
             penalty = sgd_update(li, params, grads, m, alpha / sw_sum, lr, hyper[0], hyper[1] != 0.0)
         batch_losses[b] = data / sw_sum + penalty
@@ -289,12 +308,11 @@ def loss_and_gradient(li, lf, gu, kind, clip, alpha, params, grads, total, ws, X
         rows = min(capacity, n - start)
         Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
         Yb = region(ws, capacity, gu[P.Y_UNIT], rows, k)
-        Xb[:, :] = X[start:start + rows]
-        Yb[:, :] = Y[start:start + rows]
-        Wb = sample_weight[start:start + rows] if weighted else sample_weight
+        Xb[:, :] = X[start : start + rows]
+        Yb[:, :] = Y[start : start + rows]
+        Wb = sample_weight[start : start + rows] if weighted else sample_weight
         out = forward(li, lf, gu, params, ws, Xb, rows, False, 0, 0)
-        data += output_loss_and_delta(kind, out, Yb, Wb, sw_sum, clip,
-                                      output_delta(li, gu, ws, rows))
+        data += output_loss_and_delta(kind, out, Yb, Wb, sw_sum, clip, output_delta(li, gu, ws, rows))
         backward(li, lf, gu, params, grads, ws, Xb, rows, False)
         if n > capacity:
             if start == 0:
@@ -331,8 +349,7 @@ class _Engine:
         else:
             loss = losses_mod.MSE()
         self.net = Sequential(*specs, loss=loss, dtype=dtype)
-        self.key = (tuple(int(u) for u in layer_units), activation, out_activation,
-                    np.dtype(dtype).name)
+        self.key = (tuple(int(u) for u in layer_units), activation, out_activation, np.dtype(dtype).name)
         self.kind = _OUTPUT_CODES[out_activation]
         self.out_activation = out_activation
         self.clip = float(-np.log(np.finfo(dtype).eps))
@@ -356,8 +373,7 @@ class _Engine:
                     continue
                 theirs = np.asarray(theirs)
                 if theirs.shape != mine.shape:
-                    raise ValueError(f"{name}[{i}] has shape {theirs.shape}; the network needs "
-                                     f"{mine.shape}")
+                    raise ValueError(f"{name}[{i}] has shape {theirs.shape}; the network needs {mine.shape}")
                 mine[...] = theirs
 
     def views(self):
@@ -490,8 +506,12 @@ class _BaseMLP(BaseEstimator):
         intercepts_ (built, or rebuilt after unpickling or set_params)."""
         if layer_units is None:
             layer_units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        key = (tuple(int(u) for u in layer_units), self.activation, self.out_activation_,
-               np.dtype(dtype).name)
+        key = (
+            tuple(int(u) for u in layer_units),
+            self.activation,
+            self.out_activation_,
+            np.dtype(dtype).name,
+        )
         engine = self.__dict__.get("_engine")
         if engine is None or engine.key != key:
             engine = _Engine(layer_units, self.activation, self.out_activation_, dtype)
@@ -579,8 +599,10 @@ class _BaseMLP(BaseEstimator):
         else:
             shapes = [c.shape for c in self.coefs_]
             if shapes != list(pairwise(layer_units)):
-                raise ValueError(f"the fitted layers have shapes {shapes}, but this data and "
-                                 f"hidden_layer_sizes need {list(pairwise(layer_units))}")
+                raise ValueError(
+                    f"the fitted layers have shapes {shapes}, but this data and "
+                    f"hidden_layer_sizes need {list(pairwise(layer_units))}"
+                )
 
         dtype = self._compute_dtype(X.dtype)
         engine = self._engine_for(dtype, layer_units)
@@ -595,8 +617,10 @@ class _BaseMLP(BaseEstimator):
             self._fit_lbfgs(engine, X, y, sample_weight)
 
         if not np.isfinite(engine.net.params).all():
-            raise ValueError("Solver produced non-finite parameter weights. The input data may"
-                             " contain large values and need to be preprocessed.")
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
         return self
 
     def _compute_dtype(self, input_dtype) -> np.dtype:
@@ -618,15 +642,36 @@ class _BaseMLP(BaseEstimator):
 
         def loss_grad(packed):
             params[...] = packed
-            loss = loss_and_gradient(net._li, net._lf, net._gu, engine.kind, engine.clip,
-                                     float(self.alpha), params, grads, total, ws, X, Y, weights)
+            loss = loss_and_gradient(
+                net._li,
+                net._lf,
+                net._gu,
+                engine.kind,
+                engine.clip,
+                float(self.alpha),
+                params,
+                grads,
+                total,
+                ws,
+                X,
+                Y,
+                weights,
+            )
             return loss, grads.astype(np.float64)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         opt_res = scipy.optimize.minimize(
-            loss_grad, params.astype(np.float64), method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                     **_lbfgs_print_options(iprint)})
+            loss_grad,
+            params.astype(np.float64),
+            method="L-BFGS-B",
+            jac=True,
+            options={
+                "maxfun": self.max_fun,
+                "maxiter": self.max_iter,
+                "gtol": self.tol,
+                **_lbfgs_print_options(iprint),
+            },
+        )
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
         params[...] = opt_res.x
@@ -647,16 +692,27 @@ class _BaseMLP(BaseEstimator):
             stratify = y if should_stratify else None
             if sample_weight is None:
                 X_train, X_val, y_train, y_val = train_test_split(
-                    X, y, random_state=self._random_state, test_size=self.validation_fraction,
-                    stratify=stratify)
+                    X,
+                    y,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
                 sample_weight_train = sample_weight_val = None
             else:
-                X_train, X_val, y_train, y_val, sample_weight_train, sample_weight_val = \
-                    train_test_split(X, y, sample_weight, random_state=self._random_state,
-                                     test_size=self.validation_fraction, stratify=stratify)
+                X_train, X_val, y_train, y_val, sample_weight_train, sample_weight_val = train_test_split(
+                    X,
+                    y,
+                    sample_weight,
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
             if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
-                                 "or the size of your dataset.")
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
         else:
@@ -669,14 +725,19 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(200, n_samples)
         else:
             if self.batch_size > n_samples:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going "
-                              "to be clipped", stacklevel=3)
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                    stacklevel=3,
+                )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         X_train = np.ascontiguousarray(X_train)
         Y_train = np.ascontiguousarray(y_train, dtype=engine.dtype)
-        weights = np.zeros(0, engine.dtype) if sample_weight_train is None else \
-            np.ascontiguousarray(sample_weight_train)
+        weights = (
+            np.zeros(0, engine.dtype)
+            if sample_weight_train is None
+            else np.ascontiguousarray(sample_weight_train)
+        )
         n_batches = -(-n_samples // batch_size)
         batch_rows = np.full(n_batches, batch_size, dtype=np.float64)
         batch_rows[-1] = n_samples - batch_size * (n_batches - 1)
@@ -692,10 +753,29 @@ class _BaseMLP(BaseEstimator):
                     # What sklearn.utils.shuffle(sample_idx, random_state=...) does, without its
                     # validation (a tenth of a digits epoch): the same draws, the same order.
                     self._random_state.shuffle(sample_idx)
-                train_epoch(net._li, net._lf, net._gu, engine.kind, engine.clip, alpha, net.params,
-                            net.grads, ws, X_train, Y_train, weights, sample_idx, batch_size,
-                            optimizer.adam, hyper, ms, vs, optimizer.t,
-                            float(optimizer.learning_rate), batch_losses)
+                train_epoch(
+                    net._li,
+                    net._lf,
+                    net._gu,
+                    engine.kind,
+                    engine.clip,
+                    alpha,
+                    net.params,
+                    net.grads,
+                    ws,
+                    X_train,
+                    Y_train,
+                    weights,
+                    sample_idx,
+                    batch_size,
+                    optimizer.adam,
+                    hyper,
+                    ms,
+                    vs,
+                    optimizer.t,
+                    float(optimizer.learning_rate),
+                    batch_losses,
+                )
                 if optimizer.adam:
                     optimizer.t += n_batches
                 self.n_iter_ += 1
@@ -710,11 +790,15 @@ class _BaseMLP(BaseEstimator):
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
-                        msg = (f"Validation score did not improve more than tol={self.tol:f} for "
-                               f"{self.n_iter_no_change} consecutive epochs.")
+                        msg = (
+                            f"Validation score did not improve more than tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
                     else:
-                        msg = (f"Training loss did not improve more than tol={self.tol:f} for "
-                               f"{self.n_iter_no_change} consecutive epochs.")
+                        msg = (
+                            f"Training loss did not improve more than tol={self.tol:f} for "
+                            f"{self.n_iter_no_change} consecutive epochs."
+                        )
                     if optimizer.trigger_stopping(msg, self.verbose):
                         break
                     self._no_improvement_count = 0
@@ -722,9 +806,12 @@ class _BaseMLP(BaseEstimator):
                 if incremental:
                     break
                 if self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                                  "the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=3)
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                        "the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
 
@@ -763,8 +850,9 @@ class _BaseMLP(BaseEstimator):
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
-                                 f"{self.solver} is not stochastic.")
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
         return True
 
     def _score_with_function(self, X, y, sample_weight, score_function):
@@ -792,13 +880,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _loss_name = "log_loss"
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32"):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        dtype="float32",
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -825,8 +934,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.dtype = dtype
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         # See scikit-learn: fit defines classes_; warm_start and partial_fit check them.
@@ -840,10 +956,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 if set(classes) != set(self.classes_):
                     raise ValueError(
                         "warm_start can only be used where `y` has the same classes as in the "
-                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}"
+                    )
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                                 f"{self.classes_}. 'y' has {classes}.")
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}."
+                )
         y = self._label_binarizer.transform(y).astype(bool)
         return X, y
 
@@ -860,8 +979,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._label_binarizer.inverse_transform(y_pred)
 
     def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight=sample_weight,
-                                         score_function=accuracy_score)
+        return self._score_with_function(X, y, sample_weight=sample_weight, score_function=accuracy_score)
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
@@ -908,13 +1026,35 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         "loss": [StrOptions({"squared_error", "poisson"})],
     }
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32"):
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        dtype="float32",
+    ):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -960,8 +1100,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._score_with_function(X, y, sample_weight=sample_weight, score_function=r2_score)
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y

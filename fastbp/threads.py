@@ -1,9 +1,10 @@
 """One knob for every thread pool fastbp uses: Numba's and the BLAS libraries'.
 
 The kernels' GEMMs call numpy's OpenBLAS (fastbp._kernels.cpu.blas); Numba's np.dot, their
-fallback, calls scipy's, a second copy with its own pool: both are limited (through threadpoolctl). fastbp's kernels run no prange region inside a training
-step (the GEMMs are where the parallel work is), which keeps clear of the OpenMP-after-BLAS
-contention measured in shared/NUMBA_NOTES.md and keeps fork() safe.
+fallback, calls scipy's, a second copy with its own pool: both are limited (through
+threadpoolctl). fastbp's kernels run no prange region inside a training step (the GEMMs are where
+the parallel work is), which keeps clear of the OpenMP-after-BLAS contention measured in
+shared/NUMBA_NOTES.md and keeps fork() safe.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"the number of threads must be a positive int, got {n!r}")
     ceiling = numba.config.NUMBA_NUM_THREADS
     if n > ceiling:
-        raise ValueError(f"{n} threads asked for, but Numba was started with at most {ceiling} "
-                         f"(set NUMBA_NUM_THREADS or FASTBP_NUM_THREADS before importing fastbp)")
+        raise ValueError(
+            f"{n} threads asked for, but Numba was started with at most {ceiling} "
+            f"(set NUMBA_NUM_THREADS or FASTBP_NUM_THREADS before importing fastbp)"
+        )
     _load_blas()
     from threadpoolctl import threadpool_limits
 

@@ -61,21 +61,25 @@ def _check_int(name, value, low, allow_none=False):
 
 
 def _resolve_optimizer(optimizer, lr):
-    if lr is not None and (isinstance(lr, bool) or not (callable(lr) or
-                                                        isinstance(lr, (int, float)))):
+    if lr is not None and (isinstance(lr, bool) or not (callable(lr) or isinstance(lr, (int, float)))):
         raise TypeError(f"lr must be a number or a schedule, got {lr!r}")
     opt = optim_mod.get(optimizer, lr=lr) if isinstance(optimizer, str) else optimizer
     if not isinstance(opt, optim_mod.Optimizer):
-        raise TypeError(f"optimizer must be a name such as 'adam' or an fb.optim optimizer, got "
-                        f"{type(optimizer).__name__}")
+        raise TypeError(
+            f"optimizer must be a name such as 'adam' or an fb.optim optimizer, got "
+            f"{type(optimizer).__name__}"
+        )
     if lr is not None and not isinstance(optimizer, str):
         opt.lr = lr
     return opt
 
 
 def _split_validation(net, X, Y, weights, validation_data, validation_split):
-    if not isinstance(validation_split, (int, float)) or isinstance(validation_split, bool) or \
-            not (0.0 <= validation_split < 1.0):
+    if (
+        not isinstance(validation_split, (int, float))
+        or isinstance(validation_split, bool)
+        or not (0.0 <= validation_split < 1.0)
+    ):
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     if validation_data is not None:
         if validation_split:
@@ -84,15 +88,16 @@ def _split_validation(net, X, Y, weights, validation_data, validation_split):
             raise ValueError("validation_data must be a pair (X_val, y_val)")
         check_x, check_y, _ = cuda_mod.checks(net)
         Xv = check_x(validation_data[0], net.n_features, net.dtype, name="validation X")
-        Yv = check_y(validation_data[1], net.loss, Xv.shape[0], net.n_outputs, net.dtype,
-                           name="validation y")
+        Yv = check_y(validation_data[1], net.loss, Xv.shape[0], net.n_outputs, net.dtype, name="validation y")
         return X, Y, weights, Xv, Yv
     if validation_split:
         # The last rows, before any shuffling (as Keras does): a time-ordered set stays honest.
         n_val = int(math.floor(X.shape[0] * validation_split))
         if n_val < 1 or n_val >= X.shape[0]:
-            raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
-                             f"{n_val} validation rows and {X.shape[0] - n_val} training rows")
+            raise ValueError(
+                f"validation_split={validation_split} of {X.shape[0]} rows leaves "
+                f"{n_val} validation rows and {X.shape[0] - n_val} training rows"
+            )
         train_weights = weights[:-n_val] if weights.size else weights
         if weights.size and not train_weights.any():
             raise ValueError("sample_weight is zero on every training row left by validation_split")
@@ -123,9 +128,15 @@ class _Progress:
 
     def start_epoch(self, epoch: int, total_samples: int) -> None:
         if self.tqdm is not None:
-            self.bar = self.tqdm(total=total_samples, unit="sample", unit_scale=True, leave=True,
-                                 desc=f"epoch {epoch + 1}/{self.epochs}", file=self.file,
-                                 dynamic_ncols=True)
+            self.bar = self.tqdm(
+                total=total_samples,
+                unit="sample",
+                unit_scale=True,
+                leave=True,
+                desc=f"epoch {epoch + 1}/{self.epochs}",
+                file=self.file,
+                dynamic_ncols=True,
+            )
 
     def update(self, samples: int, loss: float, rate: float) -> None:
         if self.bar is not None:
@@ -133,11 +144,15 @@ class _Progress:
             self.bar.set_postfix(loss=f"{loss:.4f}", rate=f"{rate:,.0f}/s", refresh=False)
 
     def end_epoch(self, epoch: int, logs: dict) -> None:
-        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in logs.items() if k != "epoch")
+        text = "  ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items() if k != "epoch"
+        )
         if self.bar is not None:
-            shown = {k: f"{v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss",
-                                                                   "accuracy", "val_accuracy")}
+            shown = {
+                k: f"{v:.4f}"
+                for k, v in logs.items()
+                if k in ("loss", "val_loss", "accuracy", "val_accuracy")
+            }
             shown["rate"] = f"{logs['samples_per_s']:,.0f}/s"
             self.bar.set_postfix(shown)
             self.bar.close()
@@ -151,9 +166,23 @@ class _Progress:
             self.bar = None
 
 
-def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=True,
-        validation_data=None, validation_split=0.0, callbacks=(), verbose=1, seed=None,
-        clip_grad_norm=None, sample_weight=None) -> History:
+def fit(
+    net,
+    X,
+    y,
+    epochs=1,
+    batch_size=32,
+    optimizer="adam",
+    lr=None,
+    shuffle=True,
+    validation_data=None,
+    validation_split=0.0,
+    callbacks=(),
+    verbose=1,
+    seed=None,
+    clip_grad_norm=None,
+    sample_weight=None,
+) -> History:
     """Train `net` by mini-batch gradient descent; see Sequential.fit."""
     X, Y, weights = net._checked(X, y, sample_weight)
     epochs = _check_int("epochs", epochs, 0)
@@ -161,11 +190,11 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
     verbose = _check_int("verbose", verbose, 0)
     if seed is not None:
         seed = _check_int("seed", seed, 0)
-    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, (int, float)) and
-                                           clip_grad_norm > 0 and math.isfinite(clip_grad_norm)):
+    if clip_grad_norm is not None and not (
+        isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0 and math.isfinite(clip_grad_norm)
+    ):
         raise ValueError(f"clip_grad_norm must be a positive number, got {clip_grad_norm!r}")
-    X, Y, weights, Xv, Yv = _split_validation(net, X, Y, weights, validation_data,
-                                              validation_split)
+    X, Y, weights, Xv, Yv = _split_validation(net, X, Y, weights, validation_data, validation_split)
     callbacks = check_callbacks(callbacks)
     opt = _resolve_optimizer(optimizer, lr)
     n = X.shape[0]
@@ -206,16 +235,43 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
                 done, chunk = 0, 1
                 while done < n_batches:
                     count = min(chunk, n_batches - done)
-                    lrs = np.array([opt.lr_at(opt.state.step + k) for k in range(count)]) \
-                        if callable(opt.lr) else np.full(count, float(opt.lr))
+                    lrs = (
+                        np.array([opt.lr_at(opt.state.step + k) for k in range(count)])
+                        if callable(opt.lr)
+                        else np.full(count, float(opt.lr))
+                    )
                     lrs *= opt.lr_scale
                     backup.save()
                     tick = time.perf_counter()
                     ran = steps(
-                        net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1, net.l2,
-                        net.params, net.grads, ws, X, Y, weights, perm, batch, done, count, lrs,
-                        kind, slots, scalars, hyper, opt.state.step, dropout_seed, max_norm,
-                        losses[done:done + count], correct[done:done + count])
+                        net._li,
+                        net._lf,
+                        net._gu,
+                        net.loss.code,
+                        net.loss.param,
+                        net.l1,
+                        net.l2,
+                        net.params,
+                        net.grads,
+                        ws,
+                        X,
+                        Y,
+                        weights,
+                        perm,
+                        batch,
+                        done,
+                        count,
+                        lrs,
+                        kind,
+                        slots,
+                        scalars,
+                        hyper,
+                        opt.state.step,
+                        dropout_seed,
+                        max_norm,
+                        losses[done : done + count],
+                        correct[done : done + count],
+                    )
                     elapsed = time.perf_counter() - tick
                     opt.advance(ran)
                     if ran < count:
@@ -223,8 +279,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer="adam", lr=None, shuffle=T
                             break
                     rows_done = min((done + ran) * batch, n) - done * batch
                     done += ran
-                    progress.update(rows_done, float(losses[done - 1]),
-                                    rows_done / max(elapsed, 1e-9))
+                    progress.update(rows_done, float(losses[done - 1]), rows_done / max(elapsed, 1e-9))
                     # Size the next chunk to about CHUNK_SECONDS of work, and long enough that the
                     # backup copy at its start costs under 2% (it matters for huge networks).
                     per_step = elapsed / max(ran, 1)
@@ -290,7 +345,8 @@ def _diverged(state, callbacks, backup, epoch, batch_index, losses) -> bool:
         raise FloatingPointError(
             f"training diverged: the loss became {info['loss']} at epoch {epoch + 1}, batch "
             f"{batch_index + 1}; the parameters were restored to their last finite values. Try a "
-            f"smaller learning rate, or clip_grad_norm.")
+            f"smaller learning rate, or clip_grad_norm."
+        )
     return True
 
 
@@ -319,8 +375,10 @@ def train_on_batch(net, X, y, optimizer, sample_weight=None) -> float:
         return net._cuda.train_on_batch(net, X, y, optimizer, sample_weight)
     X, Y, weights = net._checked(X, y, sample_weight)
     if not isinstance(optimizer, optim_mod.Optimizer):
-        raise TypeError(f"optimizer must be an fb.optim optimizer (its state persists between "
-                        f"calls), got {type(optimizer).__name__}")
+        raise TypeError(
+            f"optimizer must be an fb.optim optimizer (its state persists between "
+            f"calls), got {type(optimizer).__name__}"
+        )
     kind, slots, scalars, hyper = optimizer.prepare(net.params)
     rows = X.shape[0]
     losses = np.zeros(1)
@@ -328,11 +386,35 @@ def train_on_batch(net, X, y, optimizer, sample_weight=None) -> float:
     lrs = np.array([optimizer.lr_at(optimizer.state.step) * optimizer.lr_scale])
     with net._lock:
         ws = net._workspace_for(rows)
-        ran = train_steps(net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1,
-                          net.l2, net.params, net.grads, ws, X, Y, weights,
-                          np.arange(rows, dtype=np.int64), rows, 0, 1, lrs, kind, slots, scalars,
-                          hyper, optimizer.state.step,
-                          net.seed or 0, 0.0, losses, correct)
+        ran = train_steps(
+            net._li,
+            net._lf,
+            net._gu,
+            net.loss.code,
+            net.loss.param,
+            net.l1,
+            net.l2,
+            net.params,
+            net.grads,
+            ws,
+            X,
+            Y,
+            weights,
+            np.arange(rows, dtype=np.int64),
+            rows,
+            0,
+            1,
+            lrs,
+            kind,
+            slots,
+            scalars,
+            hyper,
+            optimizer.state.step,
+            net.seed or 0,
+            0.0,
+            losses,
+            correct,
+        )
     optimizer.advance(ran)
     if ran == 0:
         raise FloatingPointError(f"the loss on this batch is {losses[0]}; no update was made")

@@ -5,8 +5,18 @@ import pytest
 
 import fastbp as fb
 
-ALL_ACTIVATIONS = [fb.Identity(), fb.ReLU(), fb.LeakyReLU(0.1), fb.LeakyReLU(-0.3), fb.ELU(0.7),
-                   fb.GELU(), fb.SiLU(), fb.Sigmoid(), fb.Tanh(), fb.Softplus()]
+ALL_ACTIVATIONS = [
+    fb.Identity(),
+    fb.ReLU(),
+    fb.LeakyReLU(0.1),
+    fb.LeakyReLU(-0.3),
+    fb.ELU(0.7),
+    fb.GELU(),
+    fb.SiLU(),
+    fb.Sigmoid(),
+    fb.Tanh(),
+    fb.Softplus(),
+]
 ALL_LOSSES = [fb.MSE(), fb.L1(), fb.Huber(0.5), fb.BinaryCrossEntropy(), fb.SoftmaxCrossEntropy()]
 
 

@@ -59,8 +59,11 @@ def compare(name, got, want, rtol, atol=None):
         err = float(np.max(np.abs(got - want))) if got.size else 0.0
     if got.shape != want.shape or not np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True):
         FAILURES.append(name)
-        print(f"FAIL {name}: max |diff| {err:.3g} (rtol {rtol:g})\n  got  {got.ravel()[:8]}\n"
-              f"  want {want.ravel()[:8]}", flush=True)
+        print(
+            f"FAIL {name}: max |diff| {err:.3g} (rtol {rtol:g})\n  got  {got.ravel()[:8]}\n"
+            f"  want {want.ravel()[:8]}",
+            flush=True,
+        )
     else:
         print(f"ok {name} {err:.2g}", flush=True)
 
@@ -86,17 +89,44 @@ def wrappers():
         act.bias_activation_forward(code, param, ws, z_off, bias, b_off, a_off, rows, cols)
 
     @cuda.jit
-    def act_back(code, param, ws, z_off, a_off, g_off, mask_off, use_mask, grads, db_off, rows,
-                 cols):
+    def act_back(code, param, ws, z_off, a_off, g_off, mask_off, use_mask, grads, db_off, rows, cols):
         tile = cuda.shared.array(jit.BLOCK, dtype=ws.dtype)
-        act.activation_backward(code, param, ws, z_off, a_off, g_off, mask_off, use_mask, grads,
-                                db_off, rows, cols, (tile, tile, tile))
+        act.activation_backward(
+            code,
+            param,
+            ws,
+            z_off,
+            a_off,
+            g_off,
+            mask_off,
+            use_mask,
+            grads,
+            db_off,
+            rows,
+            cols,
+            (tile, tile, tile),
+        )
 
     @cuda.jit
     def loss(code, param, ws, out_off, y_off, w_off, weighted, w_sum, g_off, rows, cols, red):
         sums = cuda.shared.array(jit.THREADS, dtype=float64)
-        losses.loss_and_output_grad(code, param, ws, out_off, y_off, w_off, weighted, w_sum, g_off,
-                                    rows, cols, red, 0, cuda.gridDim.x, (sums, sums, sums))
+        losses.loss_and_output_grad(
+            code,
+            param,
+            ws,
+            out_off,
+            y_off,
+            w_off,
+            weighted,
+            w_sum,
+            g_off,
+            rows,
+            cols,
+            red,
+            0,
+            cuda.gridDim.x,
+            (sums, sums, sums),
+        )
 
     @cuda.jit
     def opt_step(kind, params, grads, slots, c, k, clip):
@@ -113,8 +143,15 @@ def wrappers():
         if i < out.shape[0]:
             out[i] = dropout._dropout_uniform_u64(seed, step, layer, i)
 
-    _WRAPPERS.update(bias_act=bias_act, act_back=act_back, loss=loss, opt_step=opt_step, norm=norm,
-                     uniform=uniform, gemm=gemm.gemm_kernel)
+    _WRAPPERS.update(
+        bias_act=bias_act,
+        act_back=act_back,
+        loss=loss,
+        opt_step=opt_step,
+        norm=norm,
+        uniform=uniform,
+        gemm=gemm.gemm_kernel,
+    )
     return _WRAPPERS
 
 
@@ -144,14 +181,27 @@ def gemm_all_transposes():
                 C = cuda.to_device(np.full(4 + M * N, 7.0, dtype))
                 launch(w["gemm"], 3)(A, 3, ta, B, 2, tb, C, 4, M, N, K)
                 got = C.copy_to_host()
-                compare(f"gemm ta={ta} tb={tb} {np.dtype(dtype).name}", got[4:].reshape(M, N),
-                        want, tol(dtype) * 10)
-                compare(f"gemm leaves the rest {np.dtype(dtype).name}", got[:4], np.full(4, 7.0),
-                        0.0)
+                compare(
+                    f"gemm ta={ta} tb={tb} {np.dtype(dtype).name}",
+                    got[4:].reshape(M, N),
+                    want,
+                    tol(dtype) * 10,
+                )
+                compare(f"gemm leaves the rest {np.dtype(dtype).name}", got[:4], np.full(4, 7.0), 0.0)
 
 
-ACTIVATIONS = [fb.Identity(), fb.ReLU(), fb.LeakyReLU(0.1), fb.LeakyReLU(-0.3), fb.ELU(0.7),
-               fb.GELU(), fb.SiLU(), fb.Sigmoid(), fb.Tanh(), fb.Softplus()]
+ACTIVATIONS = [
+    fb.Identity(),
+    fb.ReLU(),
+    fb.LeakyReLU(0.1),
+    fb.LeakyReLU(-0.3),
+    fb.ELU(0.7),
+    fb.GELU(),
+    fb.SiLU(),
+    fb.Sigmoid(),
+    fb.Tanh(),
+    fb.Softplus(),
+]
 
 
 @check("kernels")
@@ -179,18 +229,16 @@ def activations_forward_and_backward():
             # GPU: the same regions in one flat workspace: z, a (or z again), g, mask.
             z_off, a_off, g_off, m_off = 0, (n if separate else 0), 2 * n, 3 * n
             ws_host = np.zeros(4 * n, dtype)
-            ws_host[:n], ws_host[g_off:g_off + n], ws_host[m_off:] = Z.ravel(), G.ravel(), \
-                mask.ravel()
+            ws_host[:n], ws_host[g_off : g_off + n], ws_host[m_off:] = Z.ravel(), G.ravel(), mask.ravel()
             ws = cuda.to_device(ws_host)
             b = cuda.to_device(np.concatenate([np.zeros(1, dtype), bias]))
             launch(w["bias_act"])(code, param, ws, z_off, b, 1, a_off, rows, cols)
             grads = cuda.to_device(np.zeros(cols + 2, dtype))
-            launch(w["act_back"])(code, param, ws, z_off, a_off, g_off, m_off, True, grads, 2,
-                                  rows, cols)
+            launch(w["act_back"])(code, param, ws, z_off, a_off, g_off, m_off, True, grads, 2, rows, cols)
             out = ws.copy_to_host()
             t = tol(dtype) * (10 if dtype == np.float64 else 5)
-            compare(f"forward {name}", out[a_off:a_off + n].reshape(rows, cols), a_cpu, t)
-            compare(f"backward {name}", out[g_off:g_off + n].reshape(rows, cols), g_cpu, t)
+            compare(f"forward {name}", out[a_off : a_off + n].reshape(rows, cols), a_cpu, t)
+            compare(f"backward {name}", out[g_off : g_off + n].reshape(rows, cols), g_cpu, t)
             compare(f"bias grad {name}", grads.copy_to_host()[2:], db_cpu, t)
 
 
@@ -214,24 +262,31 @@ def losses_with_gradients():
                 else:
                     y = rng.normal(size=(rows, cols)) * 2
                 Y = check_targets(y, spec, rows, cols, np.dtype(dtype))
-                weights = {"none": np.zeros(0, dtype),
-                           "weights": rng.uniform(0.2, 2.0, size=rows).astype(dtype),
-                           "zero": np.zeros(rows, dtype)}[weighting]
+                weights = {
+                    "none": np.zeros(0, dtype),
+                    "weights": rng.uniform(0.2, 2.0, size=rows).astype(dtype),
+                    "zero": np.zeros(rows, dtype),
+                }[weighting]
                 G = np.zeros_like(out)
                 want = cpu_losses.loss_and_output_grad(spec.code, spec.param, out, Y, weights, G)
                 want_correct = cpu_train.count_correct(spec.code, out, Y)
                 ky = Y.shape[1]
                 weighted = weights.size > 0
-                ws_host = np.concatenate([out.ravel(), Y.ravel(),
-                                          weights if weighted else np.zeros(rows, dtype),
-                                          np.full(rows * cols, 9.0, dtype)]).astype(dtype)
-                y_off, w_off, g_off = rows * cols, rows * cols + rows * ky, \
-                    rows * cols + rows * ky + rows
+                ws_host = np.concatenate(
+                    [
+                        out.ravel(),
+                        Y.ravel(),
+                        weights if weighted else np.zeros(rows, dtype),
+                        np.full(rows * cols, 9.0, dtype),
+                    ]
+                ).astype(dtype)
+                y_off, w_off, g_off = rows * cols, rows * cols + rows * ky, rows * cols + rows * ky + rows
                 ws = cuda.to_device(ws_host)
                 red = cuda.to_device(np.zeros(4))
                 w_sum = float(weights.astype(np.float64).sum()) if weighted else float(rows)
-                launch(w["loss"])(spec.code, float(spec.param), ws, 0, y_off, w_off, weighted,
-                                  w_sum, g_off, rows, cols, red)
+                launch(w["loss"])(
+                    spec.code, float(spec.param), ws, 0, y_off, w_off, weighted, w_sum, g_off, rows, cols, red
+                )
                 partial = red.copy_to_host()
                 from fastbp._kernels.cuda.losses import finish_loss
 
@@ -244,13 +299,20 @@ def losses_with_gradients():
 
 
 OPTIMIZERS = [
-    ("SGD", {}), ("SGD", {"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
+    ("SGD", {}),
+    ("SGD", {"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
     ("SGD", {"momentum": 0.9, "nesterov": True, "maximize": True}),
-    ("Adam", {}), ("Adam", {"amsgrad": True, "weight_decay": 0.01}), ("AdamW", {}),
-    ("RMSprop", {}), ("RMSprop", {"momentum": 0.5}), ("RMSprop", {"centered": True}),
+    ("Adam", {}),
+    ("Adam", {"amsgrad": True, "weight_decay": 0.01}),
+    ("AdamW", {}),
+    ("RMSprop", {}),
+    ("RMSprop", {"momentum": 0.5}),
+    ("RMSprop", {"centered": True}),
     ("RMSprop", {"centered": True, "momentum": 0.5, "weight_decay": 0.01}),
-    ("Adagrad", {"lr_decay": 0.01, "weight_decay": 0.01}), ("Adadelta", {"weight_decay": 0.01}),
-    ("Adamax", {"weight_decay": 0.01}), ("NAdam", {}),
+    ("Adagrad", {"lr_decay": 0.01, "weight_decay": 0.01}),
+    ("Adadelta", {"weight_decay": 0.01}),
+    ("Adamax", {"weight_decay": 0.01}),
+    ("NAdam", {}),
     ("NAdam", {"weight_decay": 0.01, "decoupled_weight_decay": True}),
 ]
 
@@ -288,8 +350,7 @@ def optimizer_steps():
             g_dev = None
             for k in range(steps):
                 g_dev = cuda.to_device(grads[k].copy())
-                launch(w["opt_step"])(kind, p_gpu, g_dev, slots_d, c, k,
-                                      clip if k == steps - 1 else 0.0)
+                launch(w["opt_step"])(kind, p_gpu, g_dev, slots_d, c, k, clip if k == steps - 1 else 0.0)
             name = f"{cls_name}{kwargs} {np.dtype(dtype).name}"
             t = tol(dtype) * 10
             compare(f"step params {name}", p_gpu.copy_to_host(), p_cpu, t)
@@ -307,8 +368,12 @@ def gradient_norm():
         g = rng.normal(size=101).astype(dtype)
         red = cuda.to_device(np.zeros(3))
         launch(w["norm"], 3)(cuda.to_device(g), red)
-        compare(f"grad_norm {np.dtype(dtype).name}", np.sqrt(red.copy_to_host().sum()),
-                cpu_optim.grad_norm(g), tol(dtype))
+        compare(
+            f"grad_norm {np.dtype(dtype).name}",
+            np.sqrt(red.copy_to_host().sum()),
+            cpu_optim.grad_norm(g),
+            tol(dtype),
+        )
 
 
 @check("kernels")
@@ -327,19 +392,46 @@ def dropout_draws():
 
 
 def nets(dtype, l1=0.0, l2=0.0, dropout=0.0):
-    yield "mse", fb.Sequential(fb.Dense(3, 5), fb.GELU(), fb.Dense(5, 4), fb.LeakyReLU(-0.3),
-                               *([fb.Dropout(dropout)] if dropout else []), fb.Dense(4, 2),
-                               loss=fb.MSE(), dtype=dtype, seed=0, l1=l1, l2=l2)
-    yield "softmax", fb.Sequential(fb.Dense(3, 5), fb.Tanh(),
-                                   *([fb.Dropout(dropout)] if dropout else []), fb.Dense(5, 3),
-                                   loss=fb.SoftmaxCrossEntropy(), dtype=dtype, seed=1, l1=l1, l2=l2)
+    yield (
+        "mse",
+        fb.Sequential(
+            fb.Dense(3, 5),
+            fb.GELU(),
+            fb.Dense(5, 4),
+            fb.LeakyReLU(-0.3),
+            *([fb.Dropout(dropout)] if dropout else []),
+            fb.Dense(4, 2),
+            loss=fb.MSE(),
+            dtype=dtype,
+            seed=0,
+            l1=l1,
+            l2=l2,
+        ),
+    )
+    yield (
+        "softmax",
+        fb.Sequential(
+            fb.Dense(3, 5),
+            fb.Tanh(),
+            *([fb.Dropout(dropout)] if dropout else []),
+            fb.Dense(5, 3),
+            loss=fb.SoftmaxCrossEntropy(),
+            dtype=dtype,
+            seed=1,
+            l1=l1,
+            l2=l2,
+        ),
+    )
 
 
 def data(net, rows, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(rows, net.n_features)).astype(net.dtype)
-    y = rng.integers(0, net.n_outputs, size=rows) if net.loss.integer_targets else \
-        rng.normal(size=(rows, net.n_outputs))
+    y = (
+        rng.integers(0, net.n_outputs, size=rows)
+        if net.loss.integer_targets
+        else rng.normal(size=(rows, net.n_outputs))
+    )
     Y = check_targets(y, net.loss, rows, net.n_outputs, net.dtype)
     weights = rng.uniform(0.2, 2.0, size=rows).astype(net.dtype)
     return X, y, Y, weights
@@ -361,8 +453,12 @@ def forward_and_loss_and_grad():
                 want = net.loss_and_grad(X, y, sample_weight=w)
                 got = backend.loss_and_grad(X, Y, weights if weighted else np.zeros(0, dtype))
                 compare(f"loss_and_grad loss weighted={weighted} {label}", got, want, t)
-                compare(f"loss_and_grad grads weighted={weighted} {label}",
-                        backend.grads.copy_to_host(), net.grads, t)
+                compare(
+                    f"loss_and_grad grads weighted={weighted} {label}",
+                    backend.grads.copy_to_host(),
+                    net.grads,
+                    t,
+                )
             compare(f"penalty {label}", backend.penalty(), net.penalty(), t)
 
 
@@ -373,18 +469,58 @@ def cpu_run(net, X, Y, weights, perm, batch, first, count, lrs, opt, step0, seed
     kind, slots, scalars, hyper = opt.prepare(net.params)
     losses, correct = np.zeros(count), np.zeros(count, dtype=np.int64)
     ws = net._workspace_for(batch)
-    done = cpu_train.train_steps(net._li, net._lf, net._gu, net.loss.code, net.loss.param, net.l1,
-                                 net.l2, net.params, net.grads, ws, X, Y, weights, perm, batch,
-                                 first, count, lrs, kind, slots, scalars, hyper, step0, seed,
-                                 max_norm, losses, correct)
+    done = cpu_train.train_steps(
+        net._li,
+        net._lf,
+        net._gu,
+        net.loss.code,
+        net.loss.param,
+        net.l1,
+        net.l2,
+        net.params,
+        net.grads,
+        ws,
+        X,
+        Y,
+        weights,
+        perm,
+        batch,
+        first,
+        count,
+        lrs,
+        kind,
+        slots,
+        scalars,
+        hyper,
+        step0,
+        seed,
+        max_norm,
+        losses,
+        correct,
+    )
     return done, losses, correct
 
 
 def gpu_run(backend, data_args, perm, batch, first, count, lrs, opt, step0, seed, max_norm):
     kind, slots, scalars, hyper = opt.prepare(np.zeros(backend.params.shape[0], backend.dtype))
     losses, correct = np.zeros(count), np.zeros(count, dtype=np.int64)
-    done = backend.train_steps(*data_args, perm, batch, first, count, lrs, kind, slots, scalars,
-                               hyper, step0, seed, max_norm, losses, correct)
+    done = backend.train_steps(
+        *data_args,
+        perm,
+        batch,
+        first,
+        count,
+        lrs,
+        kind,
+        slots,
+        scalars,
+        hyper,
+        step0,
+        seed,
+        max_norm,
+        losses,
+        correct,
+    )
     return done, losses, correct
 
 
@@ -422,10 +558,8 @@ def train_steps_match_cpu():
             step = 0
             for first, count in ((0, 2), (2, n_batches - 2)):
                 lrs = np.linspace(0.05, 0.03, count)
-                want = cpu_run(net, X, Y, weights, perm, batch, first, count, lrs, opt_cpu, step,
-                               7, max_norm)
-                got = gpu_run(backend, args, perm, batch, first, count, lrs, opt_gpu, step, 7,
-                              max_norm)
+                want = cpu_run(net, X, Y, weights, perm, batch, first, count, lrs, opt_cpu, step, 7, max_norm)
+                got = gpu_run(backend, args, perm, batch, first, count, lrs, opt_gpu, step, 7, max_norm)
                 opt_cpu.advance(want[0])
                 opt_gpu.advance(got[0])
                 step += count
@@ -436,10 +570,18 @@ def train_steps_match_cpu():
             t = 1e-9 if dtype == np.float64 else 1e-4
             compare(f"params after {label}", backend.params.copy_to_host(), net.params, t)
             backend.release_optimizer()
-            compare(f"optimizer state after {label}", opt_gpu.prepare(net.params)[1],
-                    opt_cpu.prepare(net.params)[1], t)
-            compare(f"optimizer scalars after {label}", opt_gpu.prepare(net.params)[2],
-                    opt_cpu.prepare(net.params)[2], t)
+            compare(
+                f"optimizer state after {label}",
+                opt_gpu.prepare(net.params)[1],
+                opt_cpu.prepare(net.params)[1],
+                t,
+            )
+            compare(
+                f"optimizer scalars after {label}",
+                opt_gpu.prepare(net.params)[2],
+                opt_cpu.prepare(net.params)[2],
+                t,
+            )
         finally:
             fbc.STREAM_BYTES = 8 << 20
 
@@ -458,16 +600,18 @@ def divergence_stops_like_cpu():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the overflow itself, on both devices
         want = cpu_run(net, X, Y, weights, perm, 2, 0, 4, lrs, fb.optim.SGD(lr=1e4), 0, 0, 0.0)
-        got = gpu_run(backend, backend.stage(X, Y, weights), perm, 2, 0, 4, lrs,
-                      fb.optim.SGD(lr=1e4), 0, 0, 0.0)
+        got = gpu_run(
+            backend, backend.stage(X, Y, weights), perm, 2, 0, 4, lrs, fb.optim.SGD(lr=1e4), 0, 0, 0.0
+        )
     if not 0 < want[0] < 4:
         FAILURES.append("diverged: test setup")
         print(f"FAIL diverged: the CPU run should stop after a few steps, did {want[0]}")
     compare("diverged: steps done", got[0], want[0], 0.0)
     k = want[0]
-    compare("diverged: losses up to the failing batch", got[1][:k + 1], want[1][:k + 1], 1e-9)
-    compare("diverged: params (no update from the failing batch)",
-            backend.params.copy_to_host(), net.params, 1e-9)
+    compare("diverged: losses up to the failing batch", got[1][: k + 1], want[1][: k + 1], 1e-9)
+    compare(
+        "diverged: params (no update from the failing batch)", backend.params.copy_to_host(), net.params, 1e-9
+    )
 
 
 # --- the public API, once Sequential has device= / to() ------------------------------------------
@@ -481,8 +625,16 @@ def fit_matches_cpu():
         cpu = dict(nets(np.float64, l2=0.01, dropout=0.2))[name]
         gpu = dict(nets(np.float64, l2=0.01, dropout=0.2))[name].to("cuda")
         X, y, _, weights = data(cpu, 9, seed=9)
-        kwargs = dict(epochs=2, batch_size=4, optimizer="adam", lr=0.02, verbose=0, seed=3,
-                      clip_grad_norm=1.0, sample_weight=weights)
+        kwargs = dict(
+            epochs=2,
+            batch_size=4,
+            optimizer="adam",
+            lr=0.02,
+            verbose=0,
+            seed=3,
+            clip_grad_norm=1.0,
+            sample_weight=weights,
+        )
         label = f"fit {name} {'resident' if resident else 'streamed'} float64"
         fbc.MAX_RESIDENT_BYTES = None if resident else 0
         try:
@@ -503,8 +655,12 @@ def fit_matches_cpu():
             want = cpu.train_on_batch(X[:4], y[:4], opt_cpu)
             got = gpu.train_on_batch(X[:4], y[:4], opt_gpu)
             compare(f"{label} train_on_batch loss", got, want, 1e-9)
-        compare(f"{label} train_on_batch state", opt_gpu.state_dict()["exp_avg"],
-                opt_cpu.state_dict()["exp_avg"], 1e-9)
+        compare(
+            f"{label} train_on_batch state",
+            opt_gpu.state_dict()["exp_avg"],
+            opt_cpu.state_dict()["exp_avg"],
+            1e-9,
+        )
         compare(f"{label} back on the cpu", gpu.to("cpu").params, cpu.params, 1e-9)
 
 
@@ -532,8 +688,15 @@ def the_rest_of_the_api_on_cuda():
     gpu = dict(nets(np.float64))["softmax"].to("cuda")
     X, y, _, _ = data(cpu, 10, seed=11)
     stopper = dict(monitor="val_loss", patience=0, restore_best=True)
-    kwargs = dict(epochs=3, batch_size=4, optimizer="sgd", lr=fb.schedules.exponential(0.5, 0.9),
-                  verbose=0, seed=5, validation_data=(X[:4], y[:4]))
+    kwargs = dict(
+        epochs=3,
+        batch_size=4,
+        optimizer="sgd",
+        lr=fb.schedules.exponential(0.5, 0.9),
+        verbose=0,
+        seed=5,
+        validation_data=(X[:4], y[:4]),
+    )
     h_cpu = cpu.fit(X, y, callbacks=[fb.callbacks.EarlyStopping(**stopper)], **kwargs)
     h_gpu = gpu.fit(X, y, callbacks=[fb.callbacks.EarlyStopping(**stopper)], **kwargs)
     compare("fit with validation: val_loss", h_gpu["val_loss"], h_cpu["val_loss"], 1e-9)
@@ -554,8 +717,7 @@ def the_rest_of_the_api_on_cuda():
     gpu.load_state_dict({k: v * 0.5 for k, v in cpu.state_dict().items()})
     compare("load_state_dict on cuda", gpu.get_params(), cpu.get_params() * 0.5, 1e-15)
     gpu.reset_parameters(1)
-    compare("reset_parameters on cuda", gpu.get_params(), dict(nets(np.float64))["softmax"].params,
-            0)
+    compare("reset_parameters on cuda", gpu.get_params(), dict(nets(np.float64))["softmax"].params, 0)
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/net.npz"
         gpu.save(path)
@@ -586,24 +748,71 @@ def ptx():
         ii, ff = types.int64[:, ::1], types.float64[:, ::1]
         sigs = {
             "gemm_kernel": (gemm.gemm_kernel, (v, i64, b1, v, i64, b1, v, i64, i64, i64, i64)),
-            "loss_and_grad_kernel": (steps.loss_and_grad_kernel,
-                                     (ii, ff, types.int64[::1], i64, f64, f64, f64, v, v, v, i64,
-                                      b1, types.float64[::1], types.float64[::1])),
-            "forward_kernel": (steps.forward_kernel, (ii, ff, types.int64[::1], v, v, i64,
-                                                      types.int64[::1])),
-            "train_steps_kernel": (train.train_steps_kernel,
-                                   (ii, ff, types.int64[::1], i64, f64, f64, f64, v, v, v, m, m, v,
-                                    b1, types.int64[::1], b1, i64, i64, ff, i64, m, i64, i64, i64,
-                                    f64, types.float64[::1], types.int64[::1], types.float64[::1],
-                                    types.int64[::1])),
+            "loss_and_grad_kernel": (
+                steps.loss_and_grad_kernel,
+                (
+                    ii,
+                    ff,
+                    types.int64[::1],
+                    i64,
+                    f64,
+                    f64,
+                    f64,
+                    v,
+                    v,
+                    v,
+                    i64,
+                    b1,
+                    types.float64[::1],
+                    types.float64[::1],
+                ),
+            ),
+            "forward_kernel": (steps.forward_kernel, (ii, ff, types.int64[::1], v, v, i64, types.int64[::1])),
+            "train_steps_kernel": (
+                train.train_steps_kernel,
+                (
+                    ii,
+                    ff,
+                    types.int64[::1],
+                    i64,
+                    f64,
+                    f64,
+                    f64,
+                    v,
+                    v,
+                    v,
+                    m,
+                    m,
+                    v,
+                    b1,
+                    types.int64[::1],
+                    b1,
+                    i64,
+                    i64,
+                    ff,
+                    i64,
+                    m,
+                    i64,
+                    i64,
+                    i64,
+                    f64,
+                    types.float64[::1],
+                    types.int64[::1],
+                    types.float64[::1],
+                    types.int64[::1],
+                ),
+            ),
         }
         for name, (kern, sig) in sigs.items():
             tick = time.perf_counter()
             code, _ = cuda.compile_ptx(kern.py_func, sig, cc=(9, 0))
-            body = code[code.find(".entry"):]
+            body = code[code.find(".entry") :]
             f64_ops = sum(body.count(op) for op in ("add.f64", "mul.f64", "fma.rn.f64"))
-            print(f"ok ptx {name} {dt}: {len(code)} chars, {f64_ops} f64 add/mul/fma, "
-                  f"{time.perf_counter() - tick:.1f} s", flush=True)
+            print(
+                f"ok ptx {name} {dt}: {len(code)} chars, {f64_ops} f64 add/mul/fma, "
+                f"{time.perf_counter() - tick:.1f} s",
+                flush=True,
+            )
 
 
 def main(argv):

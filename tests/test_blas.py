@@ -25,8 +25,11 @@ def test_each_product_matches_numpy(dtype, m, k, n):
     A, B = operands(m, k, n, dtype)
     want = A.astype(np.float64) @ B.astype(np.float64)
     tol = 1e-12 if dtype == np.float64 else 1e-5
-    for name, args in (("nn", (A, B)), ("tn", (np.ascontiguousarray(A.T), B)),
-                       ("nt", (A, np.ascontiguousarray(B.T)))):
+    for name, args in (
+        ("nn", (A, B)),
+        ("tn", (np.ascontiguousarray(A.T), B)),
+        ("nt", (A, np.ascontiguousarray(B.T))),
+    ):
         C = np.full((m, n), np.nan, dtype=dtype)  # every element must be written
         getattr(blas, f"gemm_{name}")(*args, C)
         assert C.dtype == dtype
@@ -62,18 +65,25 @@ def test_forcing_numbas_blas_gives_the_same_training():
     """FASTBP_BLAS=numba binds the GEMMs to np.dot: the same fit to rounding, and the backend says
     so. (Numba's cache is keyed on the source, not on this choice: the compiled code calls the
     registered symbol either way, so both runs share it safely.)"""
-    code = ("import numpy as np, fastbp as fb\n"
-            "from fastbp._kernels.cpu import blas\n"
-            "rng = np.random.default_rng(0)\n"
-            "X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)\n"
-            "net = fb.Sequential(fb.Dense(5, 8), fb.Tanh(), fb.Dense(8, 3), loss='cross_entropy',"
-            " dtype=np.float64, seed=0)\n"
-            "net.fit(X, y, epochs=3, batch_size=8, verbose=0, seed=0)\n"
-            "print(blas.backend()); print(' '.join(repr(float(v)) for v in net.params))\n")
+    code = (
+        "import numpy as np, fastbp as fb\n"
+        "from fastbp._kernels.cpu import blas\n"
+        "rng = np.random.default_rng(0)\n"
+        "X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)\n"
+        "net = fb.Sequential(fb.Dense(5, 8), fb.Tanh(), fb.Dense(8, 3), loss='cross_entropy',"
+        " dtype=np.float64, seed=0)\n"
+        "net.fit(X, y, epochs=3, batch_size=8, verbose=0, seed=0)\n"
+        "print(blas.backend()); print(' '.join(repr(float(v)) for v in net.params))\n"
+    )
     runs = {}
     for choice in ("numpy", "numba"):
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                timeout=300, env={**os.environ, "FASTBP_BLAS": choice})
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "FASTBP_BLAS": choice},
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         backend, values = result.stdout.strip().split("\n")
         runs[choice] = (backend, np.array([float(v) for v in values.split()]))

@@ -32,8 +32,15 @@ def run_example(script: Path, args: list[str], monkeypatch, capsys) -> str:
 
 
 def test_there_are_examples():
-    assert {p.stem for p in SCRIPTS} >= {"batch_size", "learning_rate", "depth", "activations",
-                                         "regularization", "optimizers", "local_minima"}
+    assert {p.stem for p in SCRIPTS} >= {
+        "batch_size",
+        "learning_rate",
+        "depth",
+        "activations",
+        "regularization",
+        "optimizers",
+        "local_minima",
+    }
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
@@ -47,10 +54,8 @@ def test_example_runs_quick(script, tmp_path, monkeypatch, capsys):
     assert script.read_text().startswith('"""'), "each example opens with its question"
 
 
-def test_example_without_matplotlib_prints_the_table_and_skips_the_plot(tmp_path, monkeypatch,
-                                                                         capsys):
+def test_example_without_matplotlib_prints_the_table_and_skips_the_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
-    out = run_example(EXAMPLES / "learning_rate.py", ["--quick", "--out", str(tmp_path)],
-                      monkeypatch, capsys)
+    out = run_example(EXAMPLES / "learning_rate.py", ["--quick", "--out", str(tmp_path)], monkeypatch, capsys)
     assert "| task | lr |" in out and "plot learning_rate.png skipped" in out
     assert not list(tmp_path.iterdir())

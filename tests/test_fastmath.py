@@ -66,8 +66,7 @@ def _grid():
 # Max relative error against float64 (where the true value is a normal float32): a few ulps
 # (float32 eps is 1.19e-7). erfc's bound is looser in its far tail, where float32 rounding of
 # -x^2 (|x| near 9: x^2 ~ 80) is amplified by the exponential; for |x| <= 4 it is 2e-6.
-BOUNDS = {"exp": 4e-7, "expm1": 4e-7, "tanh": 2.5e-7, "sigmoid": 4e-7, "log1p": 3e-7,
-          "erfc": 1e-5}
+BOUNDS = {"exp": 4e-7, "expm1": 4e-7, "tanh": 2.5e-7, "sigmoid": 4e-7, "log1p": 3e-7, "erfc": 1e-5}
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))
@@ -122,8 +121,9 @@ def test_float64_keeps_libm():
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
-@pytest.mark.parametrize("loop", [_exp_loop, _tanh_loop, act.bias_activation_forward],
-                         ids=["exp", "tanh", "activations"])
+@pytest.mark.parametrize(
+    "loop", [_exp_loop, _tanh_loop, act.bias_activation_forward], ids=["exp", "tanh", "activations"]
+)
 def test_float32_loops_compile_to_simd(loop):
     """Packed single-precision arithmetic in the machine code, and no scalar libm call left."""
     # A fresh, uncached compilation with fastbp's flags: code loaded from the cache has no asm.
@@ -139,11 +139,11 @@ def test_float32_loops_compile_to_simd(loop):
     assert not re.search(r"call\w*\s+.*\b(expf|tanhf|exp|tanh|erff|erfcf|log1pf)\b", asm)
 
 
-@pytest.mark.parametrize("code", [act.ELU, act.GELU, act.SILU, act.SIGMOID, act.TANH,
-                                  act.SOFTPLUS])
+@pytest.mark.parametrize("code", [act.ELU, act.GELU, act.SILU, act.SIGMOID, act.TANH, act.SOFTPLUS])
 def test_float32_activations_agree_with_float64_at_extremes(code):
-    z = np.concatenate([np.linspace(-100, 100, 4001), np.geomspace(1e-8, 1, 200),
-                        -np.geomspace(1e-8, 1, 200)])[None, :]
+    z = np.concatenate(
+        [np.linspace(-100, 100, 4001), np.geomspace(1e-8, 1, 200), -np.geomspace(1e-8, 1, 200)]
+    )[None, :]
     # Both precisions start from the same float32-rounded inputs: rounding z itself by 6e-8 would
     # move exp(-67) by 4e-6, which is not the approximation's error.
     z = z.astype(np.float32).astype(np.float64)
@@ -176,9 +176,13 @@ def test_without_the_jit_the_python_path_gives_the_same_training():
     """
     runs = []
     for disable in ("1", "0"):
-        result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c",
-                                 textwrap.dedent(code)], capture_output=True, text=True,
-                                timeout=300, env={**os.environ, "NUMBA_DISABLE_JIT": disable})
+        result = subprocess.run(
+            [sys.executable, "-W", "error::RuntimeWarning", "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "NUMBA_DISABLE_JIT": disable},
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         runs.append(np.array([float(v) for v in result.stdout.split()]))
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5, atol=1e-6)

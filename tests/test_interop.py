@@ -10,8 +10,17 @@ from fastbp import interop
 
 
 def _net(dtype=np.float32):
-    return fb.Sequential(fb.Dense(4, 6), fb.Tanh(), fb.Dropout(0.2), fb.Dense(6, 5), fb.ReLU(),
-                         fb.Dense(5, 3), loss=fb.SoftmaxCrossEntropy(), dtype=dtype, seed=0)
+    return fb.Sequential(
+        fb.Dense(4, 6),
+        fb.Tanh(),
+        fb.Dropout(0.2),
+        fb.Dense(6, 5),
+        fb.ReLU(),
+        fb.Dense(5, 3),
+        loss=fb.SoftmaxCrossEntropy(),
+        dtype=dtype,
+        seed=0,
+    )
 
 
 # --- state dicts (NumPy only) ---------------------------------------------------------------------
@@ -49,8 +58,10 @@ def test_load_state_dict_errors_name_the_key_and_write_nothing():
     np.testing.assert_array_equal(net.params, before)
 
     with pytest.raises(KeyError, match=r"missing keys \['5.bias'\].*unexpected keys \['9.bias'\]"):
-        interop.load_state_dict(net, {**{k: v for k, v in interop.state_dict(net).items()
-                                          if k != "5.bias"}, "9.bias": np.zeros(3)})
+        interop.load_state_dict(
+            net,
+            {**{k: v for k, v in interop.state_dict(net).items() if k != "5.bias"}, "9.bias": np.zeros(3)},
+        )
     partial = {"5.bias": np.ones(3), "extra": np.zeros(1)}
     result = interop.load_state_dict(net, partial, strict=False)
     assert result.unexpected_keys == ["extra"] and "0.weight" in result.missing_keys
@@ -75,9 +86,16 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 ACTIVATION_PAIRS = [
-    (nn.ReLU(), fb.ReLU), (nn.LeakyReLU(0.2), fb.LeakyReLU), (nn.LeakyReLU(-0.3), fb.LeakyReLU),
-    (nn.ELU(0.7), fb.ELU), (nn.GELU(), fb.GELU), (nn.SiLU(), fb.SiLU), (nn.Sigmoid(), fb.Sigmoid),
-    (nn.Tanh(), fb.Tanh), (nn.Softplus(), fb.Softplus), (nn.Identity(), fb.Identity),
+    (nn.ReLU(), fb.ReLU),
+    (nn.LeakyReLU(0.2), fb.LeakyReLU),
+    (nn.LeakyReLU(-0.3), fb.LeakyReLU),
+    (nn.ELU(0.7), fb.ELU),
+    (nn.GELU(), fb.GELU),
+    (nn.SiLU(), fb.SiLU),
+    (nn.Sigmoid(), fb.Sigmoid),
+    (nn.Tanh(), fb.Tanh),
+    (nn.Softplus(), fb.Softplus),
+    (nn.Identity(), fb.Identity),
 ]
 
 
@@ -85,8 +103,11 @@ ACTIVATION_PAIRS = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_from_torch_gives_the_same_outputs(act, fb_cls, dtype):
     torch.manual_seed(0)
-    module = nn.Sequential(nn.Linear(5, 8), act, nn.Dropout(0.3), nn.Linear(8, 8), act,
-                           nn.Linear(8, 2)).to(dtype).eval()
+    module = (
+        nn.Sequential(nn.Linear(5, 8), act, nn.Dropout(0.3), nn.Linear(8, 8), act, nn.Linear(8, 2))
+        .to(dtype)
+        .eval()
+    )
     net = interop.from_torch(module)
     assert net.dtype == (np.float64 if dtype == torch.float64 else np.float32)
     assert isinstance(net.specs[1], fb_cls) and net.specs[2] == fb.Dropout(0.3)
@@ -100,15 +121,41 @@ def test_from_torch_gives_the_same_outputs(act, fb_cls, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_to_torch_gives_the_same_outputs_and_round_trips(dtype):
-    net = fb.Sequential(fb.Dense(4, 7), fb.GELU(), fb.Dropout(0.1), fb.Dense(7, 6), fb.ELU(0.5),
-                        fb.Dense(6, 6), fb.LeakyReLU(0.05), fb.Dense(6, 6), fb.Softplus(),
-                        fb.Dense(6, 6), fb.SiLU(), fb.Dense(6, 2), fb.Sigmoid(), dtype=dtype, seed=1)
+    net = fb.Sequential(
+        fb.Dense(4, 7),
+        fb.GELU(),
+        fb.Dropout(0.1),
+        fb.Dense(7, 6),
+        fb.ELU(0.5),
+        fb.Dense(6, 6),
+        fb.LeakyReLU(0.05),
+        fb.Dense(6, 6),
+        fb.Softplus(),
+        fb.Dense(6, 6),
+        fb.SiLU(),
+        fb.Dense(6, 2),
+        fb.Sigmoid(),
+        dtype=dtype,
+        seed=1,
+    )
     module = interop.to_torch(net)
     assert module.training  # a new torch module, in torch's default mode
     module.eval()
     assert [type(m).__name__ for m in module] == [
-        "Linear", "GELU", "Dropout", "Linear", "ELU", "Linear", "LeakyReLU", "Linear", "Softplus",
-        "Linear", "SiLU", "Linear", "Sigmoid"]
+        "Linear",
+        "GELU",
+        "Dropout",
+        "Linear",
+        "ELU",
+        "Linear",
+        "LeakyReLU",
+        "Linear",
+        "Softplus",
+        "Linear",
+        "SiLU",
+        "Linear",
+        "Sigmoid",
+    ]
     X = np.random.default_rng(2).normal(size=(9, 4)).astype(dtype)
     with torch.no_grad():
         out = module(torch.from_numpy(X)).numpy()
@@ -160,11 +207,17 @@ def test_linear_without_bias_and_lower_precision():
     assert interop.from_torch(nn.Sequential(nn.Linear(2, 2)), dtype=np.float64).dtype == np.float64
 
 
-@pytest.mark.parametrize("bad,index,name", [
-    (nn.Conv1d(1, 1, 1), 1, "Conv1d"), (nn.GELU(approximate="tanh"), 1, "GELU"),
-    (nn.Softplus(beta=2.0), 1, "Softplus"), (nn.ReLU6(), 1, "ReLU6"),
-    (nn.BatchNorm1d(4), 1, "BatchNorm1d"), (nn.Sequential(nn.ReLU()), 1, "Sequential"),
-])
+@pytest.mark.parametrize(
+    "bad,index,name",
+    [
+        (nn.Conv1d(1, 1, 1), 1, "Conv1d"),
+        (nn.GELU(approximate="tanh"), 1, "GELU"),
+        (nn.Softplus(beta=2.0), 1, "Softplus"),
+        (nn.ReLU6(), 1, "ReLU6"),
+        (nn.BatchNorm1d(4), 1, "BatchNorm1d"),
+        (nn.Sequential(nn.ReLU()), 1, "Sequential"),
+    ],
+)
 def test_unsupported_modules_are_named_with_their_index(bad, index, name):
     module = nn.Sequential(nn.Linear(3, 4), bad, nn.Linear(4, 1))
     with pytest.raises(ValueError, match=rf"module {index} \({name}"):

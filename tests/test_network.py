@@ -37,8 +37,9 @@ def test_gradient_equals_reference_and_finite_differences(act, loss, rng):
     for layer, dW, db in zip(net.dense_layers, dWs, dbs):
         np.testing.assert_allclose(layer.dW, dW, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(layer.db, db, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(net.forward(X), reference.forward(list(net.specs), *weights_of(net), X),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        net.forward(X), reference.forward(list(net.specs), *weights_of(net), X), rtol=1e-12, atol=1e-12
+    )
     if act.name not in ("relu", "leaky_relu") and loss.name not in ("l1", "huber"):
         # Finite differences are meaningless at kinks; the smooth pairs are checked tightly.
         assert fb.gradcheck(net, X, y) < 1e-6
@@ -59,8 +60,12 @@ def test_depth_and_batch_sizes(depth, rows, rng):
     value = net.loss_and_grad(X, y)
     ref_value, dWs, dbs = reference_loss_and_grad(net, X, y)
     assert value == pytest.approx(ref_value, rel=1e-12)
-    np.testing.assert_allclose(net.grads, np.concatenate(
-        [np.concatenate([dW.ravel(), db]) for dW, db in zip(dWs, dbs)]), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        net.grads,
+        np.concatenate([np.concatenate([dW.ravel(), db]) for dW, db in zip(dWs, dbs)]),
+        rtol=1e-10,
+        atol=1e-13,
+    )
 
 
 def test_workspace_shrinking_batch_reuses_buffers(rng):
@@ -118,15 +123,26 @@ def test_seed_fixes_initial_weights_and_init_schemes():
     assert np.abs(a.layers[2].W).max() <= np.sqrt(6 / 32) + 1e-6
     zeros = fb.Sequential(fb.Dense(4, 3, init="zeros"), seed=0)
     assert not zeros.params.any()
-    for scheme, std in [("he_normal", np.sqrt(2 / 400)), ("glorot_normal", np.sqrt(2 / 800)),
-                        ("lecun_normal", np.sqrt(1 / 400))]:
+    for scheme, std in [
+        ("he_normal", np.sqrt(2 / 400)),
+        ("glorot_normal", np.sqrt(2 / 800)),
+        ("lecun_normal", np.sqrt(1 / 400)),
+    ]:
         W = fb.Sequential(fb.Dense(400, 400, init=scheme), seed=1).layers[0].W
         assert W.std() == pytest.approx(std, rel=0.02)
 
 
 def test_summary_repr_and_config_round_trip():
-    net = fb.Sequential(fb.Dense(4, 8), fb.LeakyReLU(0.2), fb.Dropout(0.25), fb.Dense(8, 3),
-                        loss=fb.Huber(2.0), dtype=np.float64, l2=0.5, seed=0)
+    net = fb.Sequential(
+        fb.Dense(4, 8),
+        fb.LeakyReLU(0.2),
+        fb.Dropout(0.25),
+        fb.Dense(8, 3),
+        loss=fb.Huber(2.0),
+        dtype=np.float64,
+        l2=0.5,
+        seed=0,
+    )
     text = net.summary()
     assert "Dense(4 -> 8)" in text and "67 total" in text and "LeakyReLU" in text
     assert "n_params=67" in repr(net)
@@ -172,13 +188,26 @@ def test_stable_at_extreme_logits():
 
 def test_against_torch(rng):
     torch = pytest.importorskip("torch")
-    net = fb.Sequential(fb.Dense(6, 8), fb.GELU(), fb.Dense(8, 8), fb.Softplus(), fb.Dense(8, 4),
-                        loss=fb.SoftmaxCrossEntropy(), dtype=np.float64, seed=3)
+    net = fb.Sequential(
+        fb.Dense(6, 8),
+        fb.GELU(),
+        fb.Dense(8, 8),
+        fb.Softplus(),
+        fb.Dense(8, 4),
+        loss=fb.SoftmaxCrossEntropy(),
+        dtype=np.float64,
+        seed=3,
+    )
     X = rng.normal(size=(11, 6))
     y = rng.integers(0, 4, size=11)
     loss = net.loss_and_grad(X, y)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 8),
-                                torch.nn.Softplus(), torch.nn.Linear(8, 4)).double()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 8),
+        torch.nn.GELU(),
+        torch.nn.Linear(8, 8),
+        torch.nn.Softplus(),
+        torch.nn.Linear(8, 4),
+    ).double()
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
         for lin, layer in zip(linears, net.dense_layers):
@@ -214,10 +243,15 @@ def test_fit_with_sample_weight_equals_fit_on_repeated_rows(rng):
     net_r = build(fb.Tanh(), fb.MSE(), widths=(5, 6, 3))
     X, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 3))
     w = np.array([2, 1, 3, 1, 1, 2])
-    net_w.fit(X, y, epochs=3, batch_size=None, optimizer=fb.optim.SGD(lr=0.1), sample_weight=w,
-              verbose=0)
-    net_r.fit(np.repeat(X, w, axis=0), np.repeat(y, w, axis=0), epochs=3, batch_size=None,
-              optimizer=fb.optim.SGD(lr=0.1), verbose=0)
+    net_w.fit(X, y, epochs=3, batch_size=None, optimizer=fb.optim.SGD(lr=0.1), sample_weight=w, verbose=0)
+    net_r.fit(
+        np.repeat(X, w, axis=0),
+        np.repeat(y, w, axis=0),
+        epochs=3,
+        batch_size=None,
+        optimizer=fb.optim.SGD(lr=0.1),
+        verbose=0,
+    )
     np.testing.assert_allclose(net_w.params, net_r.params, rtol=1e-10, atol=1e-13)
 
 
@@ -231,11 +265,14 @@ def test_get_and_set_params_copy_on_either_side():
     np.testing.assert_array_equal(net.layers[0].W, 0.5)  # the layer views see the write
 
 
-@pytest.mark.parametrize("values, match", [
-    (np.zeros(5), r"params must have shape \(26,\)"),
-    (np.full(26, np.nan), "NaN or infinity"),
-    (np.zeros((26, 1)), "shape"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        (np.zeros(5), r"params must have shape \(26,\)"),
+        (np.full(26, np.nan), "NaN or infinity"),
+        (np.zeros((26, 1)), "shape"),
+    ],
+)
 def test_set_params_refuses_bad_values_and_leaves_the_network(values, match):
     net = fb.Sequential(fb.Dense(3, 4), fb.ReLU(), fb.Dense(4, 2), seed=0)
     before = net.get_params()

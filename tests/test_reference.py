@@ -27,8 +27,17 @@ from fastbp.layers import (
 from fastbp.losses import L1, MSE, BinaryCrossEntropy, Huber, SoftmaxCrossEntropy
 
 # Non-default settings where there is one, so that a dropped parameter shows.
-ACTIVATIONS = [Identity(), ReLU(), LeakyReLU(negative_slope=0.1), ELU(alpha=0.7), GELU(), SiLU(),
-               Sigmoid(), Tanh(), Softplus()]
+ACTIVATIONS = [
+    Identity(),
+    ReLU(),
+    LeakyReLU(negative_slope=0.1),
+    ELU(alpha=0.7),
+    GELU(),
+    SiLU(),
+    Sigmoid(),
+    Tanh(),
+    Softplus(),
+]
 LOSSES = [MSE(), L1(), Huber(delta=0.5), BinaryCrossEntropy(), SoftmaxCrossEntropy()]
 # Where the derivative of an activation jumps: finite differences must stay away from it.
 KINKED = {"relu", "leaky_relu", "elu"}
@@ -50,8 +59,11 @@ REGULARIZATION = [(0.0, 0.0), (0.03, 0.02)]
 
 def pre_activations(specs, weights, biases, X):
     """The input z of every activation layer, in order."""
-    return [ref.forward(specs[:i], weights, biases, X)
-            for i, layer in enumerate(specs) if isinstance(layer, Activation)]
+    return [
+        ref.forward(specs[:i], weights, biases, X)
+        for i, layer in enumerate(specs)
+        if isinstance(layer, Activation)
+    ]
 
 
 def make_problem(specs, loss, n=6, dtype=np.float64, seed=0):
@@ -64,13 +76,20 @@ def make_problem(specs, loss, n=6, dtype=np.float64, seed=0):
     dense = [layer for layer in specs if isinstance(layer, Dense)]
     for s in itertools.count(seed):
         rng = np.random.default_rng(s)
-        weights = [rng.normal(0.0, 1.5 / math.sqrt(d.in_features), (d.in_features, d.out_features))
-                   for d in dense]
+        weights = [
+            rng.normal(0.0, 1.5 / math.sqrt(d.in_features), (d.in_features, d.out_features)) for d in dense
+        ]
         biases = [rng.normal(0.0, 0.5, d.out_features) for d in dense]
         X = rng.normal(size=(n, dense[0].in_features))
-        zs = [z for layer, z in zip([la for la in specs if isinstance(la, Activation)],
-                                    pre_activations(specs, weights, biases, X), strict=True)
-              if layer.name in KINKED]
+        zs = [
+            z
+            for layer, z in zip(
+                [la for la in specs if isinstance(la, Activation)],
+                pre_activations(specs, weights, biases, X),
+                strict=True,
+            )
+            if layer.name in KINKED
+        ]
         if all(np.min(np.abs(z)) > 1e-3 for z in zs):
             break
     out = ref.forward(specs, weights, biases, X)
@@ -92,7 +111,7 @@ def make_problem(specs, loss, n=6, dtype=np.float64, seed=0):
     if k == 1 and not loss.integer_targets:
         y = y.reshape(n)  # (n,) targets for a single output
     cast = [np.asarray(a, dtype=dtype) for a in (*weights, *biases, X)]
-    weights, biases, X = cast[:len(dense)], cast[len(dense):-1], cast[-1]
+    weights, biases, X = cast[: len(dense)], cast[len(dense) : -1], cast[-1]
     return weights, biases, X, y
 
 
@@ -120,8 +139,7 @@ def relative_error(got, expected):
 
 
 def cases():
-    for arch, act, loss, reg in itertools.product(ARCHITECTURES, ACTIVATIONS, LOSSES,
-                                                  REGULARIZATION):
+    for arch, act, loss, reg in itertools.product(ARCHITECTURES, ACTIVATIONS, LOSSES, REGULARIZATION):
         if arch == "one_output" and loss.integer_targets:
             continue  # softmax over one class is constant: nothing to check
         yield pytest.param(arch, act, loss, reg, id=f"{arch}-{act.name}-{loss.name}-reg{reg[0]}")
@@ -155,17 +173,30 @@ def test_gradient_matches_finite_differences(arch, act, loss, reg):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("loss", "out", "y", "value", "grad"), [
-    (MSE(), [[0.0, 2.0]], [[1.0, 0.0]], 2.5, [[-1.0, 2.0]]),
-    (L1(), [[-2.0, 0.5, 1.0]], [[0.0, 0.5, 0.0]], 1.0, [[-1 / 3, 0.0, 1 / 3]]),
-    (Huber(delta=1.0), [[0.5, 3.0, -1.0]], [[0.0, 0.0, 0.0]], (0.125 + 2.5 + 0.5) / 3,
-     [[0.5 / 3, 1 / 3, -1 / 3]]),
-    (Huber(delta=2.0), [[3.0, 1.0]], [[0.0, 0.0]], (2.0 * (3.0 - 1.0) + 0.5) / 2, [[1.0, 0.5]]),
-    (BinaryCrossEntropy(), [[0.0, 100.0]], [[1.0, 1.0]], math.log(2) / 2, [[-0.25, 0.0]]),
-    (BinaryCrossEntropy(), [[-800.0]], [[1.0]], 800.0, [[-1.0]]),
-    (SoftmaxCrossEntropy(), [[0.0, 0.0], [1000.0, 0.0]], [1, 1], (math.log(2) + 1000.0) / 2,
-     [[0.25, -0.25], [0.5, -0.5]]),
-])
+@pytest.mark.parametrize(
+    ("loss", "out", "y", "value", "grad"),
+    [
+        (MSE(), [[0.0, 2.0]], [[1.0, 0.0]], 2.5, [[-1.0, 2.0]]),
+        (L1(), [[-2.0, 0.5, 1.0]], [[0.0, 0.5, 0.0]], 1.0, [[-1 / 3, 0.0, 1 / 3]]),
+        (
+            Huber(delta=1.0),
+            [[0.5, 3.0, -1.0]],
+            [[0.0, 0.0, 0.0]],
+            (0.125 + 2.5 + 0.5) / 3,
+            [[0.5 / 3, 1 / 3, -1 / 3]],
+        ),
+        (Huber(delta=2.0), [[3.0, 1.0]], [[0.0, 0.0]], (2.0 * (3.0 - 1.0) + 0.5) / 2, [[1.0, 0.5]]),
+        (BinaryCrossEntropy(), [[0.0, 100.0]], [[1.0, 1.0]], math.log(2) / 2, [[-0.25, 0.0]]),
+        (BinaryCrossEntropy(), [[-800.0]], [[1.0]], 800.0, [[-1.0]]),
+        (
+            SoftmaxCrossEntropy(),
+            [[0.0, 0.0], [1000.0, 0.0]],
+            [1, 1],
+            (math.log(2) + 1000.0) / 2,
+            [[0.25, -0.25], [0.5, -0.5]],
+        ),
+    ],
+)
 def test_loss_values_by_hand(loss, out, y, value, grad):
     out = np.array(out)
     y = np.array(y)
@@ -176,25 +207,36 @@ def test_loss_values_by_hand(loss, out, y, value, grad):
     np.testing.assert_allclose(got_grad, grad, rtol=1e-12, atol=1e-300)
 
 
-@pytest.mark.parametrize(("act", "z", "value", "derivative"), [
-    (ReLU(), 0.0, 0.0, 0.0),  # the subgradient at 0 is 0
-    (ReLU(), -0.0, 0.0, 0.0),
-    (LeakyReLU(negative_slope=0.1), 0.0, 0.0, 0.1),  # z > 0 ? 1 : slope
-    (LeakyReLU(negative_slope=0.1), -2.0, -0.2, 0.1),
-    (ELU(alpha=0.7), 0.0, 0.0, 0.7),  # alpha * exp(z) for z <= 0
-    (ELU(alpha=0.7), -1.0, 0.7 * (math.exp(-1) - 1), 0.7 * math.exp(-1)),
-    (ELU(alpha=0.7), 800.0, 800.0, 1.0),
-    (GELU(), 1.0, 0.5 * (1 + math.erf(1 / math.sqrt(2))),
-     0.5 * (1 + math.erf(1 / math.sqrt(2))) + math.exp(-0.5) / math.sqrt(2 * math.pi)),
-    (Softplus(), 20.0, math.log1p(math.exp(20.0)), 1 / (1 + math.exp(-20.0))),  # 20 is not above
-    (Softplus(), 20.5, 20.5, 1.0),  # above the threshold: the identity
-    (Softplus(), -30.0, math.log1p(math.exp(-30.0)), 1 / (1 + math.exp(30.0))),
-    (Sigmoid(), -800.0, 0.0, 0.0),
-    (SiLU(), 2.0, 2 / (1 + math.exp(-2)),
-     1 / (1 + math.exp(-2)) * (1 + 2 * (1 - 1 / (1 + math.exp(-2))))),
-    (Tanh(), 0.5, math.tanh(0.5), 1 - math.tanh(0.5) ** 2),
-    (Identity(), -3.0, -3.0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("act", "z", "value", "derivative"),
+    [
+        (ReLU(), 0.0, 0.0, 0.0),  # the subgradient at 0 is 0
+        (ReLU(), -0.0, 0.0, 0.0),
+        (LeakyReLU(negative_slope=0.1), 0.0, 0.0, 0.1),  # z > 0 ? 1 : slope
+        (LeakyReLU(negative_slope=0.1), -2.0, -0.2, 0.1),
+        (ELU(alpha=0.7), 0.0, 0.0, 0.7),  # alpha * exp(z) for z <= 0
+        (ELU(alpha=0.7), -1.0, 0.7 * (math.exp(-1) - 1), 0.7 * math.exp(-1)),
+        (ELU(alpha=0.7), 800.0, 800.0, 1.0),
+        (
+            GELU(),
+            1.0,
+            0.5 * (1 + math.erf(1 / math.sqrt(2))),
+            0.5 * (1 + math.erf(1 / math.sqrt(2))) + math.exp(-0.5) / math.sqrt(2 * math.pi),
+        ),
+        (Softplus(), 20.0, math.log1p(math.exp(20.0)), 1 / (1 + math.exp(-20.0))),  # 20 is not above
+        (Softplus(), 20.5, 20.5, 1.0),  # above the threshold: the identity
+        (Softplus(), -30.0, math.log1p(math.exp(-30.0)), 1 / (1 + math.exp(30.0))),
+        (Sigmoid(), -800.0, 0.0, 0.0),
+        (
+            SiLU(),
+            2.0,
+            2 / (1 + math.exp(-2)),
+            1 / (1 + math.exp(-2)) * (1 + 2 * (1 - 1 / (1 + math.exp(-2)))),
+        ),
+        (Tanh(), 0.5, math.tanh(0.5), 1 - math.tanh(0.5) ** 2),
+        (Identity(), -3.0, -3.0, 1.0),
+    ],
+)
 def test_activation_values_by_hand(act, z, value, derivative):
     z = np.array([z])
     a = ref.ACTIVATION_FUNCTIONS[act.name](z, act.param)
@@ -226,16 +268,19 @@ def test_dropout_is_the_identity():
     with_dropout = architecture("three", ReLU())
     without = [layer for layer in with_dropout if not isinstance(layer, Dropout)]
     weights, biases, X, y = make_problem(with_dropout, MSE())
-    np.testing.assert_array_equal(ref.forward(with_dropout, weights, biases, X),
-                                  ref.forward(without, weights, biases, X))
+    np.testing.assert_array_equal(
+        ref.forward(with_dropout, weights, biases, X), ref.forward(without, weights, biases, X)
+    )
 
 
 def test_predict_proba_from_output():
     out = np.array([[0.0, math.log(3.0)], [1000.0, -1000.0]])
-    np.testing.assert_allclose(ref.predict_proba_from_output(SoftmaxCrossEntropy(), out),
-                               [[0.25, 0.75], [1.0, 0.0]], rtol=1e-12)
-    np.testing.assert_allclose(ref.predict_proba_from_output(BinaryCrossEntropy(), out),
-                               [[0.5, 0.75], [1.0, 0.0]], rtol=1e-12)
+    np.testing.assert_allclose(
+        ref.predict_proba_from_output(SoftmaxCrossEntropy(), out), [[0.25, 0.75], [1.0, 0.0]], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ref.predict_proba_from_output(BinaryCrossEntropy(), out), [[0.5, 0.75], [1.0, 0.0]], rtol=1e-12
+    )
     with pytest.raises(ValueError, match="mse"):
         ref.predict_proba_from_output(MSE(), out)
 
@@ -253,8 +298,13 @@ def torch():
 def torch_activation(torch, act):
     nn = torch.nn
     return {
-        "identity": nn.Identity, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU,
-        "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softplus": nn.Softplus,
+        "identity": nn.Identity,
+        "relu": nn.ReLU,
+        "gelu": nn.GELU,
+        "silu": nn.SiLU,
+        "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+        "softplus": nn.Softplus,
         "leaky_relu": lambda: nn.LeakyReLU(negative_slope=act.negative_slope),
         "elu": lambda: nn.ELU(alpha=act.alpha),
     }[act.name]()
@@ -309,8 +359,9 @@ def test_matches_torch(torch, arch, act, loss, reg):
     value = torch_objective(torch, loss, linears, out, y, l1, l2)
     value.backward()
 
-    np.testing.assert_allclose(ref.forward(specs, weights, biases, X), out.detach().numpy(),
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        ref.forward(specs, weights, biases, X), out.detach().numpy(), rtol=1e-12, atol=1e-14
+    )
     got_value, dweights, dbiases = ref.loss_and_grad(specs, loss, weights, biases, X, y, l1, l2)
     assert got_value == pytest.approx(value.item(), rel=1e-12)
     for lin, dW, db in zip(linears, dweights, dbiases, strict=True):
@@ -318,8 +369,9 @@ def test_matches_torch(torch, arch, act, loss, reg):
         np.testing.assert_allclose(db, lin.bias.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
-KINK_POINTS = np.array([-800.0, -25.0, -3.0, -1.0, -1e-3, -0.0, 0.0, 1e-3, 0.5, 1.0, 3.0,
-                        19.999, 20.0, 20.001, 25.0, 800.0])
+KINK_POINTS = np.array(
+    [-800.0, -25.0, -3.0, -1.0, -1e-3, -0.0, 0.0, 1e-3, 0.5, 1.0, 3.0, 19.999, 20.0, 20.001, 25.0, 800.0]
+)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
@@ -334,8 +386,11 @@ def test_activation_matches_torch_at_kinks_and_thresholds(torch, act):
     np.testing.assert_allclose(derivative, z.grad.numpy(), rtol=1e-14, atol=1e-300)
 
 
-@pytest.mark.parametrize("loss", [L1(), Huber(delta=0.5), Huber(delta=2.0), MSE()],
-                         ids=lambda loss: f"{loss.name}{loss.param or ''}")
+@pytest.mark.parametrize(
+    "loss",
+    [L1(), Huber(delta=0.5), Huber(delta=2.0), MSE()],
+    ids=lambda loss: f"{loss.name}{loss.param or ''}",
+)
 def test_loss_matches_torch_at_kinks(torch, loss):
     # residuals exactly at 0 (L1's kink) and at +-delta (where Huber changes branch)
     d = np.array([[0.0, 0.5, -0.5, 2.0], [-2.0, 1e-3, -7.0, 0.25]])
@@ -354,8 +409,7 @@ def test_loss_matches_torch_at_kinks(torch, loss):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("act", "loss"), list(itertools.product(ACTIVATIONS, LOSSES)),
-                         ids=lambda x: x.name)
+@pytest.mark.parametrize(("act", "loss"), list(itertools.product(ACTIVATIONS, LOSSES)), ids=lambda x: x.name)
 def test_float32_stays_float32(act, loss):
     specs = architecture("three", act)
     w64, b64, X64, y = make_problem(specs, loss)
@@ -399,8 +453,7 @@ def blobs(n=64, seed=0):
 
 
 @pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.5), ("adam", 0.05)])
-@pytest.mark.parametrize("loss", [SoftmaxCrossEntropy(), BinaryCrossEntropy()],
-                         ids=lambda x: x.name)
+@pytest.mark.parametrize("loss", [SoftmaxCrossEntropy(), BinaryCrossEntropy()], ids=lambda x: x.name)
 def test_train_learns_separable_problem(optimizer, lr, loss):
     X, labels = blobs()
     k = 2 if loss.integer_targets else 1
@@ -409,8 +462,9 @@ def test_train_learns_separable_problem(optimizer, lr, loss):
     weights = [rng.normal(0.0, 0.5, (2, 8)), rng.normal(0.0, 0.5, (8, k))]
     biases = [np.zeros(8), np.zeros(k)]
     y = labels if loss.integer_targets else labels.astype(np.float64)
-    history = ref.train(specs, loss, weights, biases, X, y, epochs=15, batch_size=10, lr=lr,
-                        optimizer=optimizer, seed=3)
+    history = ref.train(
+        specs, loss, weights, biases, X, y, epochs=15, batch_size=10, lr=lr, optimizer=optimizer, seed=3
+    )
     assert len(history) == 15
     assert history[-1] < 0.2 * history[0]
     proba = ref.predict_proba_from_output(loss, ref.forward(specs, weights, biases, X))
@@ -425,8 +479,21 @@ def test_train_is_the_plain_minibatch_loop(shuffle):
     loss = Huber(delta=0.5)
     weights, biases, X, y = make_problem(specs, loss, n=10)
     w, b = [a.copy() for a in weights], [a.copy() for a in biases]
-    history = ref.train(specs, loss, weights, biases, X, y, epochs=2, batch_size=4, lr=0.3,
-                        shuffle=shuffle, seed=7, l1=0.01, l2=0.02)
+    history = ref.train(
+        specs,
+        loss,
+        weights,
+        biases,
+        X,
+        y,
+        epochs=2,
+        batch_size=4,
+        lr=0.3,
+        shuffle=shuffle,
+        seed=7,
+        l1=0.01,
+        l2=0.02,
+    )
 
     rng = np.random.default_rng(7)
     expected = []
@@ -460,8 +527,21 @@ def test_adam_matches_torch(torch, loss):
         opt.step()
         torch_history.append(value.item())
 
-    history = ref.train(specs, loss, weights, biases, X, y, epochs=steps, batch_size=len(X), lr=lr,
-                        optimizer="adam", shuffle=False, l1=l1, l2=l2)
+    history = ref.train(
+        specs,
+        loss,
+        weights,
+        biases,
+        X,
+        y,
+        epochs=steps,
+        batch_size=len(X),
+        lr=lr,
+        optimizer="adam",
+        shuffle=False,
+        l1=l1,
+        l2=l2,
+    )
     np.testing.assert_allclose(history, torch_history, rtol=1e-10)
     assert history[-1] < history[0]
     for lin, W, b in zip(linears, weights, biases, strict=True):

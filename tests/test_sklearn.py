@@ -31,9 +31,12 @@ from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 FLOAT32_REASON = (
     "compares fitting with integer sample weights against fitting on repeated rows at rtol=1e-7; "
     "the default dtype is float32, whose rounding (about 6e-8 per operation) moves predictions by "
-    "~1e-7 relative. The check passes with dtype='float64' (test_sample_weight_checks_in_float64).")
-EXPECTED_FAILED = {"check_sample_weight_equivalence_on_dense_data": FLOAT32_REASON,
-                   "check_sample_weight_equivalence_on_sparse_data": FLOAT32_REASON}
+    "~1e-7 relative. The check passes with dtype='float64' (test_sample_weight_checks_in_float64)."
+)
+EXPECTED_FAILED = {
+    "check_sample_weight_equivalence_on_dense_data": FLOAT32_REASON,
+    "check_sample_weight_equivalence_on_sparse_data": FLOAT32_REASON,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +49,9 @@ def _quiet_convergence():
 # --- scikit-learn's own estimator checks --------------------------------------------------------
 
 
-@parametrize_with_checks([MLPClassifier(), MLPRegressor()],
-                         expected_failed_checks=lambda est: EXPECTED_FAILED)
+@parametrize_with_checks(
+    [MLPClassifier(), MLPRegressor()], expected_failed_checks=lambda est: EXPECTED_FAILED
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -83,10 +87,19 @@ def _data(kind, rows=47, features=5, seed=0):
 TRAJECTORIES = [
     ("multiclass", {}),
     ("multiclass", {"solver": "sgd", "learning_rate_init": 0.05}),
-    ("multiclass", {"solver": "sgd", "nesterovs_momentum": False, "learning_rate": "invscaling",
-                    "learning_rate_init": 0.2}),
-    ("multiclass", {"solver": "sgd", "learning_rate": "adaptive", "tol": 10.0,
-                    "n_iter_no_change": 1, "max_iter": 12}),
+    (
+        "multiclass",
+        {
+            "solver": "sgd",
+            "nesterovs_momentum": False,
+            "learning_rate": "invscaling",
+            "learning_rate_init": 0.2,
+        },
+    ),
+    (
+        "multiclass",
+        {"solver": "sgd", "learning_rate": "adaptive", "tol": 10.0, "n_iter_no_change": 1, "max_iter": 12},
+    ),
     ("multiclass", {"solver": "lbfgs", "max_iter": 15}),
     ("multiclass", {"early_stopping": True, "validation_fraction": 0.3, "max_iter": 15}),
     ("binary", {"activation": "logistic", "batch_size": 10}),
@@ -132,8 +145,9 @@ def test_same_trajectory_as_sklearn(kind, params, weighted):
         np.testing.assert_array_equal(ours.classes_, theirs.classes_)
         np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
         np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-11)
-        np.testing.assert_allclose(ours.predict_log_proba(X), theirs.predict_log_proba(X),
-                                   rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(
+            ours.predict_log_proba(X), theirs.predict_log_proba(X), rtol=1e-8, atol=1e-10
+        )
     assert ours.score(X, y) == pytest.approx(theirs.score(X, y), rel=1e-9)
 
 
@@ -154,8 +168,8 @@ def test_partial_fit_and_warm_start_follow_sklearn():
     fresh, reference = MLPRegressor(dtype=None, random_state=0), sk.MLPRegressor(random_state=0)
     Xr, yr = _data("regression")
     for start in (0, 20):
-        fresh.partial_fit(Xr[start:start + 20], yr[start:start + 20])
-        reference.partial_fit(Xr[start:start + 20], yr[start:start + 20])
+        fresh.partial_fit(Xr[start : start + 20], yr[start : start + 20])
+        reference.partial_fit(Xr[start : start + 20], yr[start : start + 20])
     np.testing.assert_allclose(fresh.predict(Xr), reference.predict(Xr), rtol=1e-9, atol=1e-11)
 
 
@@ -167,8 +181,7 @@ def test_float32_default_stays_close_to_float64():
     np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], atol=1e-4)
     np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-4)
     # float32 input stays float32 under scikit-learn's rule, float64 input stays float64.
-    assert MLPClassifier(dtype=None, max_iter=2).fit(X.astype(np.float32), y).coefs_[0].dtype == \
-        np.float32
+    assert MLPClassifier(dtype=None, max_iter=2).fit(X.astype(np.float32), y).coefs_[0].dtype == np.float32
     assert MLPClassifier(solver="lbfgs", max_iter=2).fit(X, y).coefs_[0].dtype == np.float64
 
 
@@ -178,8 +191,7 @@ def test_sparse_input_gives_the_dense_result():
     dense = MLPClassifier(random_state=0, max_iter=5).fit(X, y)
     sparse = MLPClassifier(random_state=0, max_iter=5).fit(scipy.sparse.csr_matrix(X), y)
     np.testing.assert_array_equal(dense.coefs_[0], sparse.coefs_[0])
-    np.testing.assert_array_equal(dense.predict_proba(X),
-                                  sparse.predict_proba(scipy.sparse.csc_matrix(X)))
+    np.testing.assert_array_equal(dense.predict_proba(X), sparse.predict_proba(scipy.sparse.csc_matrix(X)))
 
 
 # --- accuracy on scikit-learn's data, three seeds -------------------------------------------------
@@ -218,9 +230,12 @@ def test_friedman1_r2_matches_sklearn():
 def test_grid_search_with_two_workers():
     X, y = _data("multiclass", rows=60)
     MLPClassifier(max_iter=2).fit(X, y)  # compile (and cache) before the workers start
-    search = GridSearchCV(MLPClassifier(max_iter=20, random_state=0),
-                          {"alpha": [1e-4, 1e-1], "hidden_layer_sizes": [(4,), (8,)]},
-                          cv=2, n_jobs=2)
+    search = GridSearchCV(
+        MLPClassifier(max_iter=20, random_state=0),
+        {"alpha": [1e-4, 1e-1], "hidden_layer_sizes": [(4,), (8,)]},
+        cv=2,
+        n_jobs=2,
+    )
     search.fit(X, y)
     assert set(search.best_params_) == {"alpha", "hidden_layer_sizes"}
     assert search.best_estimator_.predict(X).shape == (60,)
@@ -229,8 +244,9 @@ def test_grid_search_with_two_workers():
 
 def test_pipeline_clone_and_pickle():
     X, y = _data("multiclass")
-    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(5,), max_iter=5,
-                                                         random_state=0, solver="sgd"))
+    pipe = make_pipeline(
+        StandardScaler(), MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0, solver="sgd")
+    )
     pipe.fit(X, y)
     assert clone(pipe).get_params()["mlpclassifier__hidden_layer_sizes"] == (5,)
     assert not hasattr(clone(pipe)[-1], "coefs_")
@@ -264,12 +280,27 @@ def test_multilabel_and_multioutput_shapes():
 # --- bad input: scikit-learn's exception types and messages ---------------------------------------
 
 
-@pytest.mark.parametrize("params", [
-    {"solver": "newton"}, {"activation": "softmax"}, {"alpha": -1.0}, {"batch_size": 0},
-    {"learning_rate": "cosine"}, {"learning_rate_init": 0.0}, {"max_iter": 0}, {"momentum": 1.5},
-    {"beta_1": 1.0}, {"epsilon": 0.0}, {"validation_fraction": 1.0}, {"n_iter_no_change": 0},
-    {"hidden_layer_sizes": "wide"}, {"shuffle": "yes"}, {"max_fun": 0}, {"tol": -1.0},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "newton"},
+        {"activation": "softmax"},
+        {"alpha": -1.0},
+        {"batch_size": 0},
+        {"learning_rate": "cosine"},
+        {"learning_rate_init": 0.0},
+        {"max_iter": 0},
+        {"momentum": 1.5},
+        {"beta_1": 1.0},
+        {"epsilon": 0.0},
+        {"validation_fraction": 1.0},
+        {"n_iter_no_change": 0},
+        {"hidden_layer_sizes": "wide"},
+        {"shuffle": "yes"},
+        {"max_fun": 0},
+        {"tol": -1.0},
+    ],
+)
 @pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
 def test_invalid_parameters_raise_sklearns_error(name, params):
     X, y = _data("multiclass" if name == "MLPClassifier" else "regression")
@@ -282,8 +313,7 @@ def test_invalid_parameters_raise_sklearns_error(name, params):
 
 def _same_order(message: str) -> str:
     """The message with each {...} set written in sorted order (a set's order follows hashing)."""
-    return re.sub(r"\{([^{}]*)\}", lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}",
-                  message)
+    return re.sub(r"\{([^{}]*)\}", lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}", message)
 
 
 def test_other_bad_input_raises_like_sklearn():
@@ -317,8 +347,16 @@ def test_other_bad_input_raises_like_sklearn():
 
 def test_verbose_prints_what_sklearn_prints(capsys):
     X, y = _data("multiclass")
-    params = {"hidden_layer_sizes": (4,), "max_iter": 6, "random_state": 0, "verbose": True,
-              "early_stopping": True, "validation_fraction": 0.3, "tol": 0.5, "n_iter_no_change": 2}
+    params = {
+        "hidden_layer_sizes": (4,),
+        "max_iter": 6,
+        "random_state": 0,
+        "verbose": True,
+        "early_stopping": True,
+        "validation_fraction": 0.3,
+        "tol": 0.5,
+        "n_iter_no_change": 2,
+    }
     MLPClassifier(dtype=None, **params).fit(X, y)
     ours = capsys.readouterr().out
     sk.MLPClassifier(**params).fit(X, y)

@@ -26,13 +26,11 @@ def small_net(seed=0, dtype=np.float32, dropout=0.0):
     return fb.Sequential(*layers, loss="cross_entropy", dtype=dtype, seed=seed)
 
 
-@pytest.mark.parametrize("batch_size, epochs, lr", [(None, 400, 0.05), (1, 15, 0.005),
-                                                     (16, 60, 0.01)])
+@pytest.mark.parametrize("batch_size, epochs, lr", [(None, 400, 0.05), (1, 15, 0.005), (16, 60, 0.01)])
 def test_three_gradient_descent_modes_learn_spirals(batch_size, epochs, lr):
     X, y = spirals()
     net = small_net()
-    hist = net.fit(X, y, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=lr,
-                   verbose=0, seed=0)
+    hist = net.fit(X, y, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=lr, verbose=0, seed=0)
     assert hist["loss"][-1] < 0.25 * hist["loss"][0]
     assert net.evaluate(X, y)["accuracy"] > 0.9
     assert len(hist) == epochs
@@ -44,10 +42,20 @@ def test_sgd_fit_equals_reference_training_loop():
     net = small_net(dtype=np.float64)
     Ws = [layer.W.copy() for layer in net.dense_layers]
     bs = [layer.b.copy() for layer in net.dense_layers]
-    net.fit(X, y, epochs=5, batch_size=20, optimizer=fb.optim.SGD(lr=0.1), shuffle=False,
-            verbose=0)
-    reference.train(list(net.specs), net.loss, Ws, bs, X, y, epochs=5, batch_size=20, lr=0.1,
-                    optimizer="sgd", shuffle=False)
+    net.fit(X, y, epochs=5, batch_size=20, optimizer=fb.optim.SGD(lr=0.1), shuffle=False, verbose=0)
+    reference.train(
+        list(net.specs),
+        net.loss,
+        Ws,
+        bs,
+        X,
+        y,
+        epochs=5,
+        batch_size=20,
+        lr=0.1,
+        optimizer="sgd",
+        shuffle=False,
+    )
     for layer, W, b in zip(net.dense_layers, Ws, bs):
         np.testing.assert_allclose(layer.W, W, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(layer.b, b, rtol=1e-12, atol=1e-14)
@@ -57,11 +65,10 @@ def test_adam_fit_equals_manual_steps():
     X, y = spirals(50)
     a, b = small_net(dtype=np.float64), small_net(dtype=np.float64)
     opt = fb.optim.Adam(lr=0.01)
-    a.fit(X, y, epochs=3, batch_size=16, optimizer=fb.optim.Adam(lr=0.01), shuffle=False,
-          verbose=0)
+    a.fit(X, y, epochs=3, batch_size=16, optimizer=fb.optim.Adam(lr=0.01), shuffle=False, verbose=0)
     for _ in range(3):
         for start in range(0, 50, 16):
-            b.loss_and_grad(X[start:start + 16], y[start:start + 16])
+            b.loss_and_grad(X[start : start + 16], y[start : start + 16])
             opt.step(b.params, b.grads)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-14)
 
@@ -78,8 +85,9 @@ def test_same_seed_gives_identical_parameters_and_dropout_is_seeded():
 
 
 def test_dropout_is_inverted_and_off_at_inference():
-    net = fb.Sequential(fb.Dense(1, 2000, init="zeros"), fb.Dropout(0.3), fb.Dense(2000, 1),
-                        dtype=np.float64, seed=0)
+    net = fb.Sequential(
+        fb.Dense(1, 2000, init="zeros"), fb.Dropout(0.3), fb.Dense(2000, 1), dtype=np.float64, seed=0
+    )
     net.layers[0].b[:] = 1.0
     net.layers[2].W[:] = 1.0 / 2000
     X = np.zeros((1, 1))
@@ -98,8 +106,7 @@ def test_validation_metrics_history_and_lr_schedule():
     net = small_net()
     sched = fb.schedules.step_decay(0.1, step_size=10, gamma=0.5)
     opt = fb.optim.SGD(lr=sched)
-    hist = net.fit(X, y, epochs=4, batch_size=50, optimizer=opt, validation_split=0.25,
-                   verbose=0)
+    hist = net.fit(X, y, epochs=4, batch_size=50, optimizer=opt, validation_split=0.25, verbose=0)
     d = hist.as_dict()
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples_per_s"):
         assert len(d[key]) == 4, key
@@ -119,9 +126,18 @@ def test_early_stopping_restores_best_weights():
     stop = cb.EarlyStopping(monitor="val_loss", patience=2)
     # Validation labels flipped: the better the net learns the training set, the worse val_loss
     # gets, so early stopping triggers whatever the shuffling, with a best epoch before the last.
-    hist = net.fit(X, y, epochs=40, batch_size=10, lr=0.05, optimizer="sgd", seed=0,
-                   validation_data=(X[:50], 1 - y[:50]),
-                   callbacks=[cb.LambdaCallback(record), stop], verbose=0)
+    hist = net.fit(
+        X,
+        y,
+        epochs=40,
+        batch_size=10,
+        lr=0.05,
+        optimizer="sgd",
+        seed=0,
+        validation_data=(X[:50], 1 - y[:50]),
+        callbacks=[cb.LambdaCallback(record), stop],
+        verbose=0,
+    )
     assert stop.stopped_epoch is not None and len(hist) < 40
     assert stop.best_epoch < len(hist) - 1
     best = min(range(len(seen)), key=lambda i: seen[i][0])
@@ -131,8 +147,7 @@ def test_early_stopping_restores_best_weights():
 def test_lambda_callback_returning_true_stops_training():
     X, y = spirals(40)
     net = small_net()
-    hist = net.fit(X, y, epochs=10, verbose=0,
-                   callbacks=[cb.LambdaCallback(lambda epoch, logs: epoch == 2)])
+    hist = net.fit(X, y, epochs=10, verbose=0, callbacks=[cb.LambdaCallback(lambda epoch, logs: epoch == 2)])
     assert len(hist) == 3
     # Any other return value (None, a number) leaves training running.
     hist = net.fit(X, y, epochs=4, verbose=0, callbacks=[cb.LambdaCallback(lambda e, logs: 1)])
@@ -146,8 +161,16 @@ def test_divergence_raises_and_restores_finite_state():
         net.fit(X, y * 1e6, epochs=50, batch_size=10, lr=1e6, optimizer="sgd", verbose=0)
     assert np.isfinite(net.params).all()
     net2 = fb.Sequential(fb.Dense(2, 8), fb.Dense(8, 1), loss="mse", seed=0)
-    hist = net2.fit(X, y * 1e6, epochs=50, batch_size=10, lr=1e6, optimizer="sgd", verbose=0,
-                    callbacks=[cb.TerminateOnNaN()])
+    hist = net2.fit(
+        X,
+        y * 1e6,
+        epochs=50,
+        batch_size=10,
+        lr=1e6,
+        optimizer="sgd",
+        verbose=0,
+        callbacks=[cb.TerminateOnNaN()],
+    )
     assert hist.diverged is not None and np.isfinite(net2.params).all()
 
 
@@ -164,19 +187,22 @@ def test_callback_can_stop_and_errors_surface():
     assert np.isfinite(net.params).all()
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
-    (dict(batch_size=-3), ValueError, "batch_size"),
-    (dict(epochs=-1), ValueError, "epochs must be >= 0"),
-    (dict(optimizer="adagrad2"), ValueError, "adagrad2"),
-    (dict(optimizer=3), TypeError, "optimizer"),
-    (dict(validation_split=1.0), ValueError, r"validation_split must be in \[0, 1\)"),
-    (dict(validation_data=(np.ones((3, 5)), np.ones(3))), ValueError, "validation X has 5"),
-    (dict(validation_data=np.ones(3)), ValueError, "pair"),
-    (dict(callbacks=[print]), TypeError, "LambdaCallback"),
-    (dict(lr=-1.0), ValueError, "lr"),
-    (dict(clip_grad_norm=-1.0), ValueError, "clip_grad_norm"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(batch_size=0), ValueError, "batch_size must be >= 1"),
+        (dict(batch_size=-3), ValueError, "batch_size"),
+        (dict(epochs=-1), ValueError, "epochs must be >= 0"),
+        (dict(optimizer="adagrad2"), ValueError, "adagrad2"),
+        (dict(optimizer=3), TypeError, "optimizer"),
+        (dict(validation_split=1.0), ValueError, r"validation_split must be in \[0, 1\)"),
+        (dict(validation_data=(np.ones((3, 5)), np.ones(3))), ValueError, "validation X has 5"),
+        (dict(validation_data=np.ones(3)), ValueError, "pair"),
+        (dict(callbacks=[print]), TypeError, "LambdaCallback"),
+        (dict(lr=-1.0), ValueError, "lr"),
+        (dict(clip_grad_norm=-1.0), ValueError, "clip_grad_norm"),
+    ],
+)
 def test_bad_fit_arguments_leave_params_untouched(kwargs, error, match):
     X, y = spirals(40)
     net = small_net()
@@ -194,9 +220,10 @@ def test_fit_from_several_threads():
         twin = small_net(seed=s)
         twin.fit(X, y, epochs=2, batch_size=8, verbose=0, seed=s)
         expected.append(twin.params.copy())
-    threads = [threading.Thread(target=n.fit, args=(X, y),
-                                kwargs=dict(epochs=2, batch_size=8, verbose=0, seed=s))
-               for s, n in enumerate(nets)]
+    threads = [
+        threading.Thread(target=n.fit, args=(X, y), kwargs=dict(epochs=2, batch_size=8, verbose=0, seed=s))
+        for s, n in enumerate(nets)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -216,21 +243,23 @@ def test_clip_grad_norm_limits_the_update():
     X, y = spirals(40)
     a, b = small_net(dtype=np.float64), small_net(dtype=np.float64)
     start = a.params.copy()
-    a.fit(X, y, epochs=1, batch_size=None, optimizer=fb.optim.SGD(lr=1.0), clip_grad_norm=1e-3,
-          verbose=0)
+    a.fit(X, y, epochs=1, batch_size=None, optimizer=fb.optim.SGD(lr=1.0), clip_grad_norm=1e-3, verbose=0)
     assert np.linalg.norm(a.params - start) == pytest.approx(1e-3, rel=1e-3)
     b.fit(X, y, epochs=1, batch_size=None, optimizer=fb.optim.SGD(lr=1.0), verbose=0)
     assert np.linalg.norm(b.params - start) > 1e-2
 
 
-@pytest.mark.parametrize("make_opt, l2, weighted, act", [
-    (lambda: fb.optim.SGD(lr=0.05), 0.0, False, fb.ReLU()),  # fused update in the backward walk
-    (lambda: fb.optim.SGD(lr=0.05), 0.0, True, fb.GELU()),
-    (lambda: fb.optim.SGD(lr=0.05), 0.01, False, fb.Tanh()),  # penalty: not fusable
-    (lambda: fb.optim.SGD(lr=0.05, momentum=0.9), 0.0, False, fb.ReLU()),
-    (lambda: fb.optim.Adam(lr=0.01), 0.0, False, fb.SiLU()),
-    (lambda: fb.optim.Adam(lr=0.01), 0.001, True, fb.ReLU()),
-])
+@pytest.mark.parametrize(
+    "make_opt, l2, weighted, act",
+    [
+        (lambda: fb.optim.SGD(lr=0.05), 0.0, False, fb.ReLU()),  # fused update in the backward walk
+        (lambda: fb.optim.SGD(lr=0.05), 0.0, True, fb.GELU()),
+        (lambda: fb.optim.SGD(lr=0.05), 0.01, False, fb.Tanh()),  # penalty: not fusable
+        (lambda: fb.optim.SGD(lr=0.05, momentum=0.9), 0.0, False, fb.ReLU()),
+        (lambda: fb.optim.Adam(lr=0.01), 0.0, False, fb.SiLU()),
+        (lambda: fb.optim.Adam(lr=0.01), 0.001, True, fb.ReLU()),
+    ],
+)
 def test_batch_one_path_equals_manual_steps(make_opt, l2, weighted, act):
     """Batch size 1 runs its own BLAS-free kernel; it must be the same algorithm."""
     rng = np.random.default_rng(5)
@@ -239,19 +268,28 @@ def test_batch_one_path_equals_manual_steps(make_opt, l2, weighted, act):
     w = rng.uniform(0.5, 2.0, size=30) if weighted else None
 
     def make():
-        return fb.Sequential(fb.Dense(6, 9), act, fb.Dense(9, 7), act, fb.Dense(7, 3),
-                             loss="cross_entropy", dtype=np.float64, seed=2, l2=l2)
+        return fb.Sequential(
+            fb.Dense(6, 9),
+            act,
+            fb.Dense(9, 7),
+            act,
+            fb.Dense(7, 3),
+            loss="cross_entropy",
+            dtype=np.float64,
+            seed=2,
+            l2=l2,
+        )
 
     a, b = make(), make()
-    a.fit(X, y, epochs=2, batch_size=1, optimizer=make_opt(), shuffle=True, seed=9, verbose=0,
-          sample_weight=w)
+    a.fit(
+        X, y, epochs=2, batch_size=1, optimizer=make_opt(), shuffle=True, seed=9, verbose=0, sample_weight=w
+    )
     opt = make_opt()
     order_rng = np.random.default_rng(9)
     order_rng.integers(0, 2**62)  # fit draws the dropout seed first
     for _ in range(2):
         for i in order_rng.permutation(30):
-            b.loss_and_grad(X[i:i + 1], y[i:i + 1],
-                            sample_weight=None if w is None else w[i:i + 1])
+            b.loss_and_grad(X[i : i + 1], y[i : i + 1], sample_weight=None if w is None else w[i : i + 1])
             opt.step(b.params, b.grads)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
 
@@ -261,11 +299,19 @@ def test_batch_one_path_float32_and_clipping():
     X, y = rng.normal(size=(20, 4)).astype(np.float32), rng.normal(size=(20, 2))
     a = fb.Sequential(fb.Dense(4, 8), fb.Tanh(), fb.Dense(8, 2), seed=0)
     b = fb.Sequential(fb.Dense(4, 8), fb.Tanh(), fb.Dense(8, 2), seed=0)
-    a.fit(X, y, epochs=1, batch_size=1, optimizer=fb.optim.SGD(lr=0.1), shuffle=False,
-          clip_grad_norm=0.05, verbose=0)
+    a.fit(
+        X,
+        y,
+        epochs=1,
+        batch_size=1,
+        optimizer=fb.optim.SGD(lr=0.1),
+        shuffle=False,
+        clip_grad_norm=0.05,
+        verbose=0,
+    )
     opt = fb.optim.SGD(lr=0.1)
     for i in range(20):
-        b.loss_and_grad(X[i:i + 1], y[i:i + 1])
+        b.loss_and_grad(X[i : i + 1], y[i : i + 1])
         fb.clip_grad_norm(b.grads, 0.05)
         opt.step(b.params, b.grads)
     assert a.params.dtype == np.float32

@@ -8,8 +8,9 @@ import fastbp as fb
 
 @pytest.fixture
 def clf():
-    return fb.Sequential(fb.Dense(3, 4), fb.ReLU(), fb.Dense(4, 3), loss=fb.SoftmaxCrossEntropy(),
-                         dtype=np.float64, seed=0)
+    return fb.Sequential(
+        fb.Dense(3, 4), fb.ReLU(), fb.Dense(4, 3), loss=fb.SoftmaxCrossEntropy(), dtype=np.float64, seed=0
+    )
 
 
 @pytest.fixture
@@ -74,12 +75,15 @@ def test_bad_labels_rejected(clf, y, error, match):
     np.testing.assert_array_equal(clf.params, before)
 
 
-@pytest.mark.parametrize("y, match", [
-    (np.ones((4, 3)), r"shape \(4, 2\)"),
-    (np.ones(4), r"shape \(4, 2\)"),
-    (np.ones((4, 2, 1)), r"shape \(4, 2\)"),
-    (np.array([[0, 1.0], [np.inf, 0], [0, 0], [0, 0]]), "inf at row 1, column 0"),
-])
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (np.ones((4, 3)), r"shape \(4, 2\)"),
+        (np.ones(4), r"shape \(4, 2\)"),
+        (np.ones((4, 2, 1)), r"shape \(4, 2\)"),
+        (np.array([[0, 1.0], [np.inf, 0], [0, 0], [0, 0]]), "inf at row 1, column 0"),
+    ],
+)
 def test_bad_real_targets_rejected(reg, y, match):
     before = reg.params.copy()
     with pytest.raises(ValueError, match=match):
@@ -107,37 +111,43 @@ def test_other_dtypes_and_layouts_are_converted(clf):
     assert np.isfinite(clf.loss_and_grad(ints, Y_OK.reshape(-1, 1)))
 
 
-@pytest.mark.parametrize("make, error, match", [
-    (lambda: fb.Dense(0, 3), ValueError, "in_features must be at least 1"),
-    (lambda: fb.Dense(3, -1), ValueError, "out_features must be at least 1"),
-    (lambda: fb.Dense(3.5, 2), TypeError, "in_features must be an int"),
-    (lambda: fb.Dense(3, 2, init="magic"), ValueError, "init must be one of"),
-    (lambda: fb.Sequential(fb.Dense(3, 4), fb.Dense(5, 2)), ValueError, "takes 5 inputs.*gives 4"),
-    (lambda: fb.Sequential(), ValueError, "at least one Dense"),
-    (lambda: fb.Sequential(fb.ReLU(), fb.Dense(3, 2)), ValueError, "follow a Dense"),
-    (lambda: fb.Sequential(fb.Dense(3, 2), fb.ReLU, fb.Dense(2, 2)), TypeError, "instance"),
-    (lambda: fb.Sequential(fb.Dense(3, 2), "relu"), TypeError, "not a fastbp layer"),
-    (lambda: fb.Sequential(fb.Dense(3, 2), dtype=np.int32), ValueError, "float32 or float64"),
-    (lambda: fb.Sequential(fb.Dense(3, 2), loss="hinge"), ValueError, "unknown loss"),
-    (lambda: fb.Sequential(fb.Dense(3, 1), loss="cross_entropy"), ValueError, "at least 2 outputs"),
-    (lambda: fb.Sequential(fb.Dense(3, 2), l2=-1.0), ValueError, "l2 must be >= 0"),
-    (lambda: fb.Sequential(fb.Dense(3, 2), seed=1.5), TypeError, "seed"),
-    (lambda: fb.Dropout(1.0), ValueError, r"\[0, 1\)"),
-    (lambda: fb.LeakyReLU(float("nan")), ValueError, "finite"),
-    (lambda: fb.Huber(0.0), ValueError, "delta"),
-    (lambda: fb.ELU(-1.0), ValueError, "alpha"),
-])
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: fb.Dense(0, 3), ValueError, "in_features must be at least 1"),
+        (lambda: fb.Dense(3, -1), ValueError, "out_features must be at least 1"),
+        (lambda: fb.Dense(3.5, 2), TypeError, "in_features must be an int"),
+        (lambda: fb.Dense(3, 2, init="magic"), ValueError, "init must be one of"),
+        (lambda: fb.Sequential(fb.Dense(3, 4), fb.Dense(5, 2)), ValueError, "takes 5 inputs.*gives 4"),
+        (lambda: fb.Sequential(), ValueError, "at least one Dense"),
+        (lambda: fb.Sequential(fb.ReLU(), fb.Dense(3, 2)), ValueError, "follow a Dense"),
+        (lambda: fb.Sequential(fb.Dense(3, 2), fb.ReLU, fb.Dense(2, 2)), TypeError, "instance"),
+        (lambda: fb.Sequential(fb.Dense(3, 2), "relu"), TypeError, "not a fastbp layer"),
+        (lambda: fb.Sequential(fb.Dense(3, 2), dtype=np.int32), ValueError, "float32 or float64"),
+        (lambda: fb.Sequential(fb.Dense(3, 2), loss="hinge"), ValueError, "unknown loss"),
+        (lambda: fb.Sequential(fb.Dense(3, 1), loss="cross_entropy"), ValueError, "at least 2 outputs"),
+        (lambda: fb.Sequential(fb.Dense(3, 2), l2=-1.0), ValueError, "l2 must be >= 0"),
+        (lambda: fb.Sequential(fb.Dense(3, 2), seed=1.5), TypeError, "seed"),
+        (lambda: fb.Dropout(1.0), ValueError, r"\[0, 1\)"),
+        (lambda: fb.LeakyReLU(float("nan")), ValueError, "finite"),
+        (lambda: fb.Huber(0.0), ValueError, "delta"),
+        (lambda: fb.ELU(-1.0), ValueError, "alpha"),
+    ],
+)
 def test_bad_construction(make, error, match):
     with pytest.raises(error, match=match):
         make()
 
 
-@pytest.mark.parametrize("w, match", [
-    (np.ones(3), r"shape \(4,\)"),
-    (np.array([1.0, -1.0, 1.0, 1.0]), "non-negative, got -1.0 at row 1"),
-    (np.array([1.0, np.nan, 1.0, 1.0]), "nan at row 1"),
-    (np.zeros(4), "all zeros"),
-])
+@pytest.mark.parametrize(
+    "w, match",
+    [
+        (np.ones(3), r"shape \(4,\)"),
+        (np.array([1.0, -1.0, 1.0, 1.0]), "non-negative, got -1.0 at row 1"),
+        (np.array([1.0, np.nan, 1.0, 1.0]), "nan at row 1"),
+        (np.zeros(4), "all zeros"),
+    ],
+)
 def test_bad_sample_weight(clf, w, match):
     before = clf.params.copy()
     with pytest.raises(ValueError, match=match):

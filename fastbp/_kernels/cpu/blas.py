@@ -60,9 +60,22 @@ def _fallback(dtype):
     """A C-callable ?gemm with the CBLAS signature that calls np.dot: for BLAS builds without
     NumPy's symbols. Handles what the kernels pass: row-major, contiguous, alpha 1, beta 0."""
     scalar = numba.from_dtype(np.dtype(dtype))
-    sig = types.void(types.int32, types.int32, types.int32, types.int64, types.int64, types.int64,
-                     scalar, types.CPointer(scalar), types.int64, types.CPointer(scalar),
-                     types.int64, scalar, types.CPointer(scalar), types.int64)
+    sig = types.void(
+        types.int32,
+        types.int32,
+        types.int32,
+        types.int64,
+        types.int64,
+        types.int64,
+        scalar,
+        types.CPointer(scalar),
+        types.int64,
+        types.CPointer(scalar),
+        types.int64,
+        scalar,
+        types.CPointer(scalar),
+        types.int64,
+    )
 
     @numba.cfunc(sig, cache=True)
     def gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
@@ -109,8 +122,10 @@ def _cblas_gemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
         i32, i64 = ir.IntType(32), ir.IntType(64)
         real = ir.FloatType() if dtype == types.float32 else ir.DoubleType()
         pointer = real.as_pointer()
-        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64,
-                                               pointer, i64, real, pointer, i64])
+        fnty = ir.FunctionType(
+            ir.VoidType(),
+            [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer, i64, real, pointer, i64],
+        )
         name = FLOAT32_SYMBOL if dtype == types.float32 else FLOAT64_SYMBOL
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
         tys = signature.args
@@ -121,13 +136,25 @@ def _cblas_gemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
         def int64(ty, value):
             return context.cast(builder, value, ty, types.int64)
 
-        builder.call(fn, [
-            ir.Constant(i32, ROW_MAJOR),
-            builder.trunc(int64(tys[0], trans_a), i32), builder.trunc(int64(tys[1], trans_b), i32),
-            int64(tys[2], m), int64(tys[3], n), int64(tys[4], k),
-            ir.Constant(real, 1.0), data(tys[5], a), int64(tys[6], lda),
-            data(tys[7], b), int64(tys[8], ldb),
-            ir.Constant(real, 0.0), data(tys[9], c), int64(tys[10], ldc)])
+        builder.call(
+            fn,
+            [
+                ir.Constant(i32, ROW_MAJOR),
+                builder.trunc(int64(tys[0], trans_a), i32),
+                builder.trunc(int64(tys[1], trans_b), i32),
+                int64(tys[2], m),
+                int64(tys[3], n),
+                int64(tys[4], k),
+                ir.Constant(real, 1.0),
+                data(tys[5], a),
+                int64(tys[6], lda),
+                data(tys[7], b),
+                int64(tys[8], ldb),
+                ir.Constant(real, 0.0),
+                data(tys[9], c),
+                int64(tys[10], ldc),
+            ],
+        )
         return context.get_dummy_value()
 
     return sig, codegen

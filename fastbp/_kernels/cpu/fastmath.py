@@ -76,8 +76,14 @@ _LOG2E = _f(1.4426950408889634)
 _LN2_HI = _f(0.693359375)
 _LN2_LO = _f(-2.12194440e-4)
 # Minimax polynomial for (exp(r) - 1 - r) / r^2 on |r| <= ln2 / 2 (Cephes' expf).
-_EXP_P = (_f(1.9875691500e-4), _f(1.3981999507e-3), _f(8.3334519073e-3), _f(4.1665795894e-2),
-          _f(1.6666665459e-1), _f(5.0000001201e-1))
+_EXP_P = (
+    _f(1.9875691500e-4),
+    _f(1.3981999507e-3),
+    _f(8.3334519073e-3),
+    _f(4.1665795894e-2),
+    _f(1.6666665459e-1),
+    _f(5.0000001201e-1),
+)
 
 
 @njit(inline="always")
@@ -114,8 +120,18 @@ def _expm1_32(x):
     # exp(x) - 1 cancels for small |x|: there a Taylor polynomial (error < 2e-8 relative for
     # |x| < 0.35) is used instead; both sides are computed and one is selected, which vectorizes.
     big = _exp32(x) - _f(1.0)
-    small = x * (_f(1.0) + x * (_f(0.5) + x * (_f(1.0 / 6) + x * (_f(1.0 / 24) + x * (
-        _f(1.0 / 120) + x * (_f(1.0 / 720) + x * _f(1.0 / 5040)))))))
+    small = x * (
+        _f(1.0)
+        + x
+        * (
+            _f(0.5)
+            + x
+            * (
+                _f(1.0 / 6)
+                + x * (_f(1.0 / 24) + x * (_f(1.0 / 120) + x * (_f(1.0 / 720) + x * _f(1.0 / 5040))))
+            )
+        )
+    )
     return small if abs(x) < _f(0.35) else big
 
 
@@ -184,8 +200,7 @@ def _erfc32(x):
 # in a loop body blocks it; measured: tanh loop 0 packed ops without, 44 with). Numba's internal
 # SSA check then warns about the inlined selects' variables; the code is correct (tested), so that
 # one warning is silenced for these variables only.
-warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning,
-                        message=r".*_dispatch__locals___typed")
+warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, message=r".*_dispatch__locals___typed")
 
 
 def _dispatch(python_impl, float32_impl, float64_impl):

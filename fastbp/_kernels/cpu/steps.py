@@ -19,7 +19,7 @@ from fastbp._kernels.jit import njit
 def region(ws, capacity, unit, rows, cols):
     """The (rows, cols) view of the workspace region that starts at `unit` row units."""
     start = capacity * unit
-    return ws[start:start + rows * cols].reshape((rows, cols))
+    return ws[start : start + rows * cols].reshape((rows, cols))
 
 
 @njit
@@ -27,7 +27,7 @@ def weights(params, li, layer):
     n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
     w = li[layer, P.W_OFF]
     b = li[layer, P.B_OFF]
-    return params[w:w + n_in * n_out].reshape((n_in, n_out)), params[b:b + n_out]
+    return params[w : w + n_in * n_out].reshape((n_in, n_out)), params[b : b + n_out]
 
 
 _MASK64 = (1 << 64) - 1
@@ -217,8 +217,9 @@ def weight_penalty(li, params, grads, l1, l2, with_grad):
 
 
 @njit
-def loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, weights,
-                  rows, training, seed, step):
+def loss_and_grad(
+    li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, weights, rows, training, seed, step
+):
     """One forward and backward pass over X (rows, n_in) against Y, rows weighted by `weights`
     (empty: unweighted); fills grads, returns the loss (data term plus weight penalty)."""
     out = forward(li, lf, gu, params, ws, X, rows, training, seed, step)

@@ -4,7 +4,6 @@ Python calls train_steps once per chunk (about a tenth of a second of work), so 
 arithmetic only: no dispatch, no allocation, no Python.
 """
 
-
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
@@ -35,9 +34,35 @@ def count_correct(loss_code, out, Y):
 
 
 @njit
-def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight,
-                perm, batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0,
-                seed, max_norm, batch_losses, batch_correct):
+def train_steps(
+    li,
+    lf,
+    gu,
+    loss_code,
+    loss_param,
+    l1,
+    l2,
+    params,
+    grads,
+    ws,
+    X,
+    Y,
+    sample_weight,
+    perm,
+    batch_size,
+    first_batch,
+    n_batches,
+    lrs,
+    kind,
+    slots,
+    scalars,
+    hyper,
+    step0,
+    seed,
+    max_norm,
+    batch_losses,
+    batch_correct,
+):
     """Run batches first_batch .. first_batch + n_batches - 1 of the epoch ordered by `perm`.
 
     Batch k takes rows perm[k*batch_size : (k+1)*batch_size] (the last may be short), uses learning
@@ -64,22 +89,21 @@ def train_steps(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X,
         step = step0 + k
         if online:
             source = perm[start]
-            Xb = X[source:source + 1]
-            Yb = Y[source:source + 1]
-            Wb = sample_weight[source:source + 1] if weighted else sample_weight
+            Xb = X[source : source + 1]
+            Yb = Y[source : source + 1]
+            Wb = sample_weight[source : source + 1] if weighted else sample_weight
             out = sample_forward(li, lf, gu, params, ws, Xb, pending_x, pending_lr)
             pending_lr = 0.0
         else:
             Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
             Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
-            Wb = ws[w_start:w_start + rows] if weighted else sample_weight
+            Wb = ws[w_start : w_start + rows] if weighted else sample_weight
             gather_rows(X, perm, start, start + rows, Xb)
             gather_rows(Y, perm, start, start + rows, Yb)
             if weighted:
                 gather_values(sample_weight, perm, start, start + rows, Wb)
             out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step)
-        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb,
-                                    output_delta(li, gu, ws, rows))
+        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, rows))
         batch_correct[k] = count_correct(loss_code, out, Yb)
         if fusable and lrs[k] > 0.0:
             batch_losses[k] = loss

@@ -114,8 +114,9 @@ def gelu_forward(z):
 @device
 def gelu_backward(z, g):
     half = like(z, 0.5)
-    return g * (half * math.erfc(-z * like(z, _INV_SQRT2))
-                + z * like(z, _INV_SQRT_2PI) * math.exp(-half * z * z))
+    return g * (
+        half * math.erfc(-z * like(z, _INV_SQRT2)) + z * like(z, _INV_SQRT_2PI) * math.exp(-half * z * z)
+    )
 
 
 # --- SiLU: z sigmoid(z); derivative s (1 + z (1 - s)) -----------------------------------------
@@ -209,8 +210,9 @@ def bias_activation_forward(code, param, ws, z_off, bias, b_off, a_off, rows, co
 
 
 @device
-def activation_backward(code, param, ws, z_off, a_off, g_off, mask_off, use_mask, grads, db_off,
-                        rows, cols, sh):
+def activation_backward(
+    code, param, ws, z_off, a_off, g_off, mask_off, use_mask, grads, db_off, rows, cols, sh
+):
     """G = G * mask (dropout, if used) * f'(z); db = the column sums of the result.
 
     One block owns TILE columns at a time: its TILE x TILE threads walk the rows in steps of TILE,

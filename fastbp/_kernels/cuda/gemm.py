@@ -73,8 +73,29 @@ def gemm(A, a_off, ta, B, b_off, tb, C, c_off, M, N, K, sh):
 
 
 @device
-def gemm_bias_activation(A, a_off, params, w_off, b_off, ws, z_off, out_a_off, code, param, M, N,
-                         K, dropout, mask_off, drop_off, drop_p, seed, step, layer, sh):
+def gemm_bias_activation(
+    A,
+    a_off,
+    params,
+    w_off,
+    b_off,
+    ws,
+    z_off,
+    out_a_off,
+    code,
+    param,
+    M,
+    N,
+    K,
+    dropout,
+    mask_off,
+    drop_off,
+    drop_p,
+    seed,
+    step,
+    layer,
+    sh,
+):
     """The fused forward of one layer: Z = A_in @ W + b and A = f(Z) in the GEMM's epilogue (Z is
     written only where it is kept apart from A); with `dropout`, also the mask (0 or 1/(1-p), drawn
     by dropout_uniform exactly as the CPU's fill_dropout_mask) and the dropped-out copy A * mask."""

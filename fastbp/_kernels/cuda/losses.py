@@ -104,8 +104,9 @@ def row_loss_and_grad(code, param, ws, out_off, y_off, g_off, i, cols, w, inv_n)
 
 
 @device
-def loss_and_output_grad(code, param, ws, out_off, y_off, w_off, weighted, w_sum, g_off, rows, cols,
-                         red, red_loss, red_correct, sh):
+def loss_and_output_grad(
+    code, param, ws, out_off, y_off, w_off, weighted, w_sum, g_off, rows, cols, red, red_loss, red_correct, sh
+):
     """Gradient of the mean loss of `out` (rows, cols) against Y into G (rows, cols); per-block
     partials of sum(w_i l_i) into red[red_loss + block] and of the correctly classified rows into
     red[red_correct + block]. w_sum is the sum of the weights (rows when unweighted); the mean loss

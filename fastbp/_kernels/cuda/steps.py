@@ -60,11 +60,28 @@ def forward(li, lf, gu, params, ws, rows, training, seed, step, sh):
         n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
         dropout = training and li[layer, P.MASK_UNIT] >= 0
         gemm_bias_activation(
-            ws, input_offset(li, gu, capacity, layer, training), params, li[layer, P.W_OFF],
-            li[layer, P.B_OFF], ws, region(capacity, li[layer, P.Z_UNIT]),
-            region(capacity, li[layer, P.A_UNIT]), li[layer, P.ACT], lf[layer, P.ACT_PARAM], rows,
-            n_out, n_in, dropout, region(capacity, max(li[layer, P.MASK_UNIT], 0)),
-            region(capacity, li[layer, P.OUT_UNIT]), lf[layer, P.DROP_P], seed, step, layer, sh)
+            ws,
+            input_offset(li, gu, capacity, layer, training),
+            params,
+            li[layer, P.W_OFF],
+            li[layer, P.B_OFF],
+            ws,
+            region(capacity, li[layer, P.Z_UNIT]),
+            region(capacity, li[layer, P.A_UNIT]),
+            li[layer, P.ACT],
+            lf[layer, P.ACT_PARAM],
+            rows,
+            n_out,
+            n_in,
+            dropout,
+            region(capacity, max(li[layer, P.MASK_UNIT], 0)),
+            region(capacity, li[layer, P.OUT_UNIT]),
+            lf[layer, P.DROP_P],
+            seed,
+            step,
+            layer,
+            sh,
+        )
         grid_sync()
     return input_offset(li, gu, capacity, n_layers, training)
 
@@ -89,11 +106,21 @@ def backward(li, lf, gu, params, grads, ws, rows, training, sh):
         here = region(capacity, gu[P.DELTA0_UNIT] if layer % 2 == 0 else gu[P.DELTA1_UNIT])
         there = region(capacity, gu[P.DELTA1_UNIT] if layer % 2 == 0 else gu[P.DELTA0_UNIT])
         use_mask = training and li[layer, P.MASK_UNIT] >= 0
-        activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], ws,
-                            region(capacity, li[layer, P.Z_UNIT]),
-                            region(capacity, li[layer, P.A_UNIT]), here,
-                            region(capacity, max(li[layer, P.MASK_UNIT], 0)), use_mask, grads,
-                            li[layer, P.B_OFF], rows, n_out, sh)
+        activation_backward(
+            li[layer, P.ACT],
+            lf[layer, P.ACT_PARAM],
+            ws,
+            region(capacity, li[layer, P.Z_UNIT]),
+            region(capacity, li[layer, P.A_UNIT]),
+            here,
+            region(capacity, max(li[layer, P.MASK_UNIT], 0)),
+            use_mask,
+            grads,
+            li[layer, P.B_OFF],
+            rows,
+            n_out,
+            sh,
+        )
         grid_sync()
         a_prev = input_offset(li, gu, capacity, layer, training)
         w_off = li[layer, P.W_OFF]
@@ -102,12 +129,12 @@ def backward(li, lf, gu, params, grads, ws, rows, training, sh):
         for tile in range(cuda.blockIdx.x, dw_tiles + da_tiles, cuda.gridDim.x):
             if tile < dw_tiles:
                 # dW (n_in, n_out) = A_prev.T @ D: A_prev is stored (rows, n_in).
-                gemm_tile(ws, a_prev, True, ws, here, False, grads, w_off, n_in, n_out, rows, tile,
-                          sh)
+                gemm_tile(ws, a_prev, True, ws, here, False, grads, w_off, n_in, n_out, rows, tile, sh)
             else:
                 # dA (rows, n_in) = D @ W.T: W is stored (n_in, n_out).
-                gemm_tile(ws, here, False, params, w_off, True, ws, there, rows, n_in, n_out,
-                          tile - dw_tiles, sh)
+                gemm_tile(
+                    ws, here, False, params, w_off, True, ws, there, rows, n_in, n_out, tile - dw_tiles, sh
+                )
         grid_sync()
 
 
@@ -145,8 +172,25 @@ def weighted_rows(gu, ws, rows, weighted, red, sh):
 
 
 @device
-def loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, rows, weighted,
-                  training, seed, step, red, sh):
+def loss_and_grad(
+    li,
+    lf,
+    gu,
+    loss_code,
+    loss_param,
+    l1,
+    l2,
+    params,
+    grads,
+    ws,
+    rows,
+    weighted,
+    training,
+    seed,
+    step,
+    red,
+    sh,
+):
     """One forward and backward pass over the batch in the workspace (input, targets and, when
     weighted, row weights in their regions); fills grads and returns (data loss, penalty, correct
     rows), the same numbers on every thread."""
@@ -155,10 +199,23 @@ def loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, 
     w_sum = weighted_rows(gu, ws, rows, weighted, red, sh)
     out = forward(li, lf, gu, params, ws, rows, training, seed, step, sh)
     cols = li[li.shape[0] - 1, P.N_OUT]
-    loss_and_output_grad(loss_code, loss_param, ws, out, region(capacity, gu[P.Y_UNIT]),
-                         region(capacity, gu[P.SW_UNIT]), weighted, w_sum,
-                         output_delta(li, gu, capacity), rows, cols, red, RED_LOSS * nb,
-                         RED_CORRECT * nb, sh)
+    loss_and_output_grad(
+        loss_code,
+        loss_param,
+        ws,
+        out,
+        region(capacity, gu[P.Y_UNIT]),
+        region(capacity, gu[P.SW_UNIT]),
+        weighted,
+        w_sum,
+        output_delta(li, gu, capacity),
+        rows,
+        cols,
+        red,
+        RED_LOSS * nb,
+        RED_CORRECT * nb,
+        sh,
+    )
     grid_sync()
     backward(li, lf, gu, params, grads, ws, rows, training, sh)
     penalty = 0.0
@@ -171,14 +228,32 @@ def loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, 
 
 
 @kernel
-def loss_and_grad_kernel(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, rows,
-                         weighted, red, result):
+def loss_and_grad_kernel(
+    li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, rows, weighted, red, result
+):
     """result[0] = the mean loss plus the weight penalty of the batch in ws; fills grads."""
     tile_a = cuda.shared.array(BLOCK, dtype=params.dtype)
     tile_b = cuda.shared.array(BLOCK, dtype=params.dtype)
     sums = cuda.shared.array(THREADS, dtype=float64)
-    loss, penalty, _ = loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws,
-                                     rows, weighted, False, 0, 0, red, (tile_a, tile_b, sums))
+    loss, penalty, _ = loss_and_grad(
+        li,
+        lf,
+        gu,
+        loss_code,
+        loss_param,
+        l1,
+        l2,
+        params,
+        grads,
+        ws,
+        rows,
+        weighted,
+        False,
+        0,
+        0,
+        red,
+        (tile_a, tile_b, sums),
+    )
     if grid_rank() == 0:
         result[0] = loss + penalty
 

@@ -23,10 +23,37 @@ N_STATUS = 2
 
 
 @kernel
-def train_steps_kernel(li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y,
-                       sample_weight, weighted, perm, gathered, batch_size, n_batches, factors,
-                       kind, slots, base, step0, seed, max_norm, batch_losses, batch_correct, red,
-                       status):
+def train_steps_kernel(
+    li,
+    lf,
+    gu,
+    loss_code,
+    loss_param,
+    l1,
+    l2,
+    params,
+    grads,
+    ws,
+    X,
+    Y,
+    sample_weight,
+    weighted,
+    perm,
+    gathered,
+    batch_size,
+    n_batches,
+    factors,
+    kind,
+    slots,
+    base,
+    step0,
+    seed,
+    max_norm,
+    batch_losses,
+    batch_correct,
+    red,
+    status,
+):
     """Run n_batches batches; batch k takes rows perm[k*batch_size : (k+1)*batch_size] of X, Y and
     sample_weight (the last may be short), or with `gathered` rows k*batch_size ... of X itself (the
     host already put them in order). Batch k is batch base + k of the chunk: it uses factor row
@@ -65,9 +92,25 @@ def train_steps_kernel(li, lf, gu, loss_code, loss_param, l1, l2, params, grads,
             for i in range(grid_rank(), rows, grid_size()):
                 ws[w_off + i] = sample_weight[start + i if gathered else perm[start + i]]
         grid_sync()
-        loss, penalty, correct = loss_and_grad(li, lf, gu, loss_code, loss_param, l1, l2, params,
-                                               grads, ws, rows, weighted, True, seed, step, red,
-                                               sh)
+        loss, penalty, correct = loss_and_grad(
+            li,
+            lf,
+            gu,
+            loss_code,
+            loss_param,
+            l1,
+            l2,
+            params,
+            grads,
+            ws,
+            rows,
+            weighted,
+            True,
+            seed,
+            step,
+            red,
+            sh,
+        )
         total = loss + penalty
         if grid_rank() == 0:
             batch_losses[index] = total
