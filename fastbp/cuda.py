@@ -556,49 +556,6 @@ class CudaBackend:
         either kernel the same way."""
         return self.train_steps(*args)
 
-    def train_on_batch(self, net, X, y, optimizer, sample_weight=None) -> float:
-        """fastbp.train.train_on_batch on the GPU: one optimizer step on (X, y), host or device
-        arrays (dropout active); the optimizer's state is back in its host arrays afterwards."""
-        from fastbp import optim as optim_mod
-
-        check_x, check_y, check_w = checks(net)
-        X = check_x(X, net.n_features, net.dtype)
-        Y = check_y(y, net.loss, X.shape[0], net.n_outputs, net.dtype)
-        weights = check_w(sample_weight, X.shape[0], net.dtype)
-        if not isinstance(optimizer, optim_mod.Optimizer):
-            raise TypeError(
-                f"optimizer must be an fb.optim optimizer (its state persists between "
-                f"calls), got {type(optimizer).__name__}"
-            )
-        kind, slots, scalars, hyper = optimizer.prepare(self.host_params)
-        rows = int(X.shape[0])
-        losses, correct = np.zeros(1), np.zeros(1, dtype=np.int64)
-        lrs = np.array([optimizer.lr_at(optimizer.state.step) * optimizer.lr_scale])
-        try:
-            ran = self.train_steps(
-                *self.stage(X, Y, weights),
-                np.arange(rows, dtype=np.int64),
-                rows,
-                0,
-                1,
-                lrs,
-                kind,
-                slots,
-                scalars,
-                hyper,
-                optimizer.state.step,
-                net.seed or 0,
-                0.0,
-                losses,
-                correct,
-            )
-        finally:
-            self.release_optimizer()
-        optimizer.advance(ran)
-        if ran == 0:
-            raise FloatingPointError(f"the loss on this batch is {losses[0]}; no update was made")
-        return float(losses[0])
-
     def _launch_steps(
         self,
         Xd,

@@ -370,51 +370,59 @@ def _epoch_logs(net, X, Y, Xv, Yv, batch, losses, correct, opt, started) -> dict
 
 
 def train_on_batch(net, X, y, optimizer, sample_weight=None) -> float:
-    """One optimizer step on the batch (X, y) (dropout active); returns the batch loss."""
-    if net._cuda is not None:
-        return net._cuda.train_on_batch(net, X, y, optimizer, sample_weight)
+    """One optimizer step on the batch (X, y) (dropout active); returns the batch loss. On "cuda"
+    the optimizer's state is back in its host arrays afterwards."""
     X, Y, weights = net._checked(X, y, sample_weight)
     if not isinstance(optimizer, optim_mod.Optimizer):
         raise TypeError(
             f"optimizer must be an fb.optim optimizer (its state persists between "
             f"calls), got {type(optimizer).__name__}"
         )
-    kind, slots, scalars, hyper = optimizer.prepare(net.params)
+    kind, slots, scalars, hyper = optimizer.prepare(cuda_mod.host_params(net))
     rows = X.shape[0]
     losses = np.zeros(1)
     correct = np.zeros(1, dtype=np.int64)
     lrs = np.array([optimizer.lr_at(optimizer.state.step) * optimizer.lr_scale])
+    gpu = net._cuda
     with net._lock:
-        ws = net._workspace_for(rows)
-        ran = train_steps(
-            net._li,
-            net._lf,
-            net._gu,
-            net.loss.code,
-            net.loss.param,
-            net.l1,
-            net.l2,
-            net.params,
-            net.grads,
-            ws,
-            X,
-            Y,
-            weights,
-            np.arange(rows, dtype=np.int64),
-            rows,
-            0,
-            1,
-            lrs,
-            kind,
-            slots,
-            scalars,
-            hyper,
-            optimizer.state.step,
-            net.seed or 0,
-            0.0,
-            losses,
-            correct,
-        )
+        if gpu is None:
+            steps, ws = train_steps, net._workspace_for(rows)
+        else:
+            X, Y, weights = gpu.stage(X, Y, weights)
+            steps, ws = gpu.train_steps_like_cpu, None
+        try:
+            ran = steps(
+                net._li,
+                net._lf,
+                net._gu,
+                net.loss.code,
+                net.loss.param,
+                net.l1,
+                net.l2,
+                net.params,
+                net.grads,
+                ws,
+                X,
+                Y,
+                weights,
+                np.arange(rows, dtype=np.int64),
+                rows,
+                0,
+                1,
+                lrs,
+                kind,
+                slots,
+                scalars,
+                hyper,
+                optimizer.state.step,
+                net.seed or 0,
+                0.0,
+                losses,
+                correct,
+            )
+        finally:
+            if gpu is not None:
+                gpu.release_optimizer()
     optimizer.advance(ran)
     if ran == 0:
         raise FloatingPointError(f"the loss on this batch is {losses[0]}; no update was made")
