@@ -230,7 +230,9 @@ class Sequential:
 
     def get_params(self) -> np.ndarray:
         """A host copy of params (never a view: changing it leaves the network alone)."""
-        return np.array(cuda_mod.to_numpy(self.params), copy=True)
+        if self._cuda is None:
+            return self.params.copy()
+        return cuda_mod.to_numpy(self.params)  # already a fresh host copy
 
     def to(self, device: str) -> Sequential:
         """Run every pass (loss_and_grad, forward, fit, ...) on "cpu" or "cuda"; returns self.

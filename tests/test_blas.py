@@ -57,8 +57,15 @@ def test_views_with_gaps_take_the_np_dot_path():
     np.testing.assert_allclose(C, A[:, ::2] @ B[::2, :], rtol=1e-12)
 
 
-def test_the_backend_is_named():
-    assert blas.backend().startswith(("numpy's OpenBLAS", "np.dot"))
+def test_numpys_openblas_is_used_where_numpy_bundles_it():
+    """With NumPy's PyPI wheel (it bundles OpenBLAS with the scipy_cblas_?gemm64_ symbols) the
+    kernels must take the fast path, unless FASTBP_BLAS=numba asks otherwise."""
+    bundled = blas._numpy_openblas() is not None
+    forced = os.environ.get("FASTBP_BLAS") == "numba"
+    if bundled and not forced:
+        assert blas.backend().startswith("numpy's OpenBLAS (libscipy_openblas64_")
+    else:
+        assert blas.backend().startswith("np.dot")
 
 
 def test_forcing_numbas_blas_gives_the_same_training():
