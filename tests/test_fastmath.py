@@ -139,6 +139,34 @@ def test_float32_loops_compile_to_simd(loop):
     assert not re.search(r"call\w*\s+.*\b(expf|tanhf|exp|tanh|erff|erfcf|log1pf)\b", asm)
 
 
+def _relu_storing_what_it_loaded(A):
+    """The loop activations.py's note warns of: on the positive side it stores the value it loaded."""
+    zero = A.dtype.type(0)
+    for i in range(A.shape[0]):
+        a = A[i]
+        for j in range(A.shape[1]):
+            a[j] = a[j] if a[j] > zero else zero
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_activations_compile_without_masked_stores(dtype):
+    """bias_activation_forward (every activation's forward loop, inlined) has no AVX masked store;
+    the control loop shows that this check finds them where the CPU has them."""
+
+    def fresh_asm(loop, *args):
+        fresh = numba.njit(fastmath=config.FASTMATH, error_model="numpy", cache=False)(loop)
+        fresh(*args)
+        return fresh.inspect_asm(fresh.signatures[0])
+
+    Z = np.ones((4, 40), dtype=dtype)
+    if "vmaskmov" not in fresh_asm(_relu_storing_what_it_loaded, Z):
+        pytest.skip("this CPU's vector code has no AVX masked stores (no AVX, or AVX-512 masks)")
+    # The code is a run-time argument: one compilation holds every activation's loops.
+    asm = fresh_asm(act.bias_activation_forward.py_func, act.RELU, 0.1, Z, np.zeros(40, dtype), Z)
+    assert "vmaskmov" not in asm
+
+
 @pytest.mark.parametrize("code", [act.ELU, act.GELU, act.SILU, act.SIGMOID, act.TANH, act.SOFTPLUS])
 def test_float32_activations_agree_with_float64_at_extremes(code):
     z = np.concatenate(
