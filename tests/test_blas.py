@@ -36,6 +36,26 @@ def test_each_product_matches_numpy(dtype, m, k, n):
         np.testing.assert_allclose(C, want, rtol=tol, atol=tol * k, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, k, n", SHAPES)
+def test_the_update_adds_alpha_times_the_product(dtype, m, k, n):
+    """gemm_tn_update: C += alpha * A.T @ B (plain SGD's W -= lr * A_prev.T @ delta)."""
+    rng = np.random.default_rng(1)
+    A, B = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(m, n)).astype(dtype)
+    C0 = rng.normal(size=(k, n)).astype(dtype)
+    C = C0.copy()
+    blas.gemm_tn_update(A, B, C, -0.25)
+    want = C0.astype(np.float64) - 0.25 * (A.astype(np.float64).T @ B.astype(np.float64))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert C.dtype == dtype
+    np.testing.assert_allclose(C, want, rtol=tol, atol=tol * m)
+
+
+def test_accumulates_where_numpys_openblas_is_bound():
+    """The fold of SGD into the GEMM is offered exactly where the BLAS can add into C."""
+    assert blas.accumulates() == (not blas.backend().startswith("np.dot (Numba"))
+
+
 def test_an_empty_inner_dimension_gives_zeros():
     A, B = np.zeros((3, 0), np.float32), np.zeros((0, 2), np.float32)
     C = np.full((3, 2), np.nan, np.float32)

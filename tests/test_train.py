@@ -325,3 +325,77 @@ def test_full_batch_fit_does_not_depend_on_shuffle():
     a.fit(X, y, epochs=3, batch_size=None, shuffle=True, seed=1, verbose=0)
     b.fit(X, y, epochs=3, batch_size=None, shuffle=False, verbose=0)
     np.testing.assert_array_equal(a.params, b.params)
+
+
+def _minibatch_net(act=None, dropout=0.0, l2=0.0, dtype=np.float64):
+    layers = [fb.Dense(6, 9), act or fb.ReLU()]
+    if dropout:
+        layers.append(fb.Dropout(dropout))
+    layers += [fb.Dense(9, 7), fb.Tanh(), fb.Dense(7, 3)]
+    return fb.Sequential(*layers, loss="cross_entropy", dtype=dtype, seed=2, l2=l2)
+
+
+@pytest.mark.parametrize(
+    "make_opt, l2, weighted, act",
+    [
+        (lambda: fb.optim.SGD(lr=0.05), 0.0, False, fb.ReLU()),  # folded into the dW GEMM
+        (lambda: fb.optim.SGD(lr=0.05), 0.0, True, fb.GELU()),
+        (lambda: fb.optim.SGD(lr=0.05), 0.01, False, fb.ELU()),  # penalty: not folded
+        (lambda: fb.optim.SGD(lr=0.05, momentum=0.9), 0.0, False, fb.ReLU()),
+        (lambda: fb.optim.Adam(lr=0.01), 0.0, True, fb.LeakyReLU(-0.1)),
+    ],
+)
+def test_minibatch_fit_equals_manual_steps(make_opt, l2, weighted, act):
+    """Mini-batches through train_steps (plain SGD folded into the weight-gradient GEMM, the rest
+    through the optimizer's own step) are loss_and_grad then opt.step, batch for batch."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(45, 6)), rng.integers(0, 3, size=45)
+    w = rng.uniform(0.5, 2.0, size=45) if weighted else None
+    a, b = _minibatch_net(act, l2=l2), _minibatch_net(act, l2=l2)
+    a.fit(
+        X, y, epochs=2, batch_size=8, optimizer=make_opt(), shuffle=True, seed=9, verbose=0, sample_weight=w
+    )
+    opt = make_opt()
+    order_rng = np.random.default_rng(9)
+    order_rng.integers(0, 2**62)  # fit draws the dropout seed first
+    for _ in range(2):
+        order = order_rng.permutation(45)
+        for start in range(0, 45, 8):
+            rows = order[start : start + 8]
+            b.loss_and_grad(X[rows], y[rows], sample_weight=None if w is None else w[rows])
+            opt.step(b.params, b.grads)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
+
+
+def _set_folding(monkeypatch, on):
+    """Let train_steps fold plain SGD into the GEMM (on) or make it take the separate step."""
+    from fastbp._kernels.cpu import blas
+    from fastbp._kernels.cpu import train as train_kernels
+
+    if fb._kernels.jit.numba.config.DISABLE_JIT:
+        monkeypatch.setattr(train_kernels, "accumulates", lambda: on)
+    else:  # compiled code reads the flag through its registered symbol at every call
+        monkeypatch.setattr(blas._accumulates_flag, "value", int(on))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_plain_sgd_folded_into_the_gemm_is_the_separate_step(dtype, rtol, monkeypatch):
+    """With the fold, fit never writes dW (the BLAS adds -lr * A.T @ D straight into W) and still
+    ends where the separate SGD step ends; with momentum there is no fold."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(50, 6)).astype(dtype), rng.integers(0, 3, size=50)
+
+    def fit(fold, opt):
+        _set_folding(monkeypatch, fold)
+        net = _minibatch_net(dropout=0.2, dtype=dtype)
+        net.grads[:] = np.nan
+        net.fit(X, y, epochs=3, batch_size=16, optimizer=opt, seed=4, verbose=0)
+        return net
+
+    folded = fit(True, fb.optim.SGD(lr=0.1))
+    separate = fit(False, fb.optim.SGD(lr=0.1))
+    for layer in folded.dense_layers:
+        assert np.isnan(layer.dW).all() and np.isfinite(layer.db).all()
+    assert np.isfinite(separate.grads).all()
+    np.testing.assert_allclose(folded.params, separate.params, rtol=rtol, atol=rtol * 1e-2)
+    assert np.isfinite(fit(True, fb.optim.SGD(lr=0.1, momentum=0.9)).grads).all()

@@ -12,7 +12,11 @@ Where NumPy's BLAS is not the OpenBLAS of NumPy's PyPI wheels (another build, or
 without those symbols), the names are bound to small compiled functions that call np.dot instead:
 the kernels work everywhere and take the fast path where it exists. FASTBP_BLAS=numba forces that
 path. `backend()` says which is in use.
-Everything is called with row-major, C-contiguous operands, alpha 1 and beta 0.
+Everything is called with row-major, C-contiguous operands; alpha 1 and beta 0, except
+gemm_tn_update (C += alpha A.T @ B), which plain SGD uses to fold its step into the weight-gradient
+product. The np.dot fallback would need a temporary for that, so compiled code asks
+`accumulates()` (a third registered name, so the answer is not frozen into the cache) and takes
+the unfused path where it is False.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from fastbp._kernels.jit import njit
 
 FLOAT32_SYMBOL = "fastbp_cblas_sgemm"
 FLOAT64_SYMBOL = "fastbp_cblas_dgemm"
+ACCUMULATES_SYMBOL = "fastbp_blas_accumulates"
 
 # CBLAS constants (cblas.h).
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -81,9 +86,17 @@ def _fallback(dtype):
     def gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
         A = numba.carray(a, (k, m)).T if trans_a == TRANS else numba.carray(a, (m, k))
         B = numba.carray(b, (n, k)).T if trans_b == TRANS else numba.carray(b, (k, n))
-        np.dot(A, B, numba.carray(c, (m, n)))
+        C = numba.carray(c, (m, n))
+        if alpha == 1 and beta == 0:
+            np.dot(A, B, C)
+        else:  # a temporary: the kernels never ask for this when accumulates() is False
+            C[:, :] = alpha * np.dot(A, B) + beta * C
 
     return gemm
+
+
+# The flag behind accumulates(): an int32 that compiled code reads through ACCUMULATES_SYMBOL.
+_accumulates_flag = ctypes.c_int32(0)
 
 
 def _register() -> str:
@@ -94,12 +107,15 @@ def _register() -> str:
         for kind, symbol in (("s", FLOAT32_SYMBOL), ("d", FLOAT64_SYMBOL)):
             address = ctypes.cast(getattr(lib, _NUMPY_SYMBOLS[kind]), ctypes.c_void_p).value
             llvm.add_symbol(symbol, address)
+        _accumulates_flag.value = 1
+        llvm.add_symbol(ACCUMULATES_SYMBOL, ctypes.addressof(_accumulates_flag))
         return f"numpy's OpenBLAS ({os.path.basename(path)})"
     # Kept referenced (module global) so the compiled functions outlive this call.
     global _fallbacks
     _fallbacks = (_fallback(np.float32), _fallback(np.float64))
     llvm.add_symbol(FLOAT32_SYMBOL, _fallbacks[0].address)
     llvm.add_symbol(FLOAT64_SYMBOL, _fallbacks[1].address)
+    llvm.add_symbol(ACCUMULATES_SYMBOL, ctypes.addressof(_accumulates_flag))
     return "np.dot (Numba's BLAS, scipy's OpenBLAS)"
 
 
@@ -112,13 +128,13 @@ _backend = "np.dot (NUMBA_DISABLE_JIT)" if numba.config.DISABLE_JIT else _regist
 
 
 @intrinsic
-def _cblas_gemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
-    """C (m, n) = op(A) @ op(B) through the registered symbol (row-major; alpha 1, beta 0)."""
+def _cblas_gemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """C (m, n) = alpha op(A) @ op(B) + beta C through the registered symbol (row-major)."""
     dtype = c.dtype
-    sig = types.void(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc)
+    sig = types.void(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
     def codegen(context, builder, signature, args):
-        trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc = args
+        trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
         i32, i64 = ir.IntType(32), ir.IntType(64)
         real = ir.FloatType() if dtype == types.float32 else ir.DoubleType()
         pointer = real.as_pointer()
@@ -136,6 +152,9 @@ def _cblas_gemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
         def int64(ty, value):
             return context.cast(builder, value, ty, types.int64)
 
+        def scalar(ty, value):
+            return context.cast(builder, value, ty, dtype)
+
         builder.call(
             fn,
             [
@@ -145,14 +164,14 @@ def _cblas_gemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
                 int64(tys[2], m),
                 int64(tys[3], n),
                 int64(tys[4], k),
-                ir.Constant(real, 1.0),
-                data(tys[5], a),
-                int64(tys[6], lda),
-                data(tys[7], b),
-                int64(tys[8], ldb),
-                ir.Constant(real, 0.0),
-                data(tys[9], c),
-                int64(tys[10], ldc),
+                scalar(tys[5], alpha),
+                data(tys[6], a),
+                int64(tys[7], lda),
+                data(tys[8], b),
+                int64(tys[9], ldb),
+                scalar(tys[10], beta),
+                data(tys[11], c),
+                int64(tys[12], ldc),
             ],
         )
         return context.get_dummy_value()
@@ -175,7 +194,7 @@ def gemm_nn(A, B, C):
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         np.dot(A, B, C)
         return
-    _cblas_gemm(NO_TRANS, NO_TRANS, m, n, k, A, k, B, n, C, n)
+    _cblas_gemm(NO_TRANS, NO_TRANS, m, n, k, 1.0, A, k, B, n, 0.0, C, n)
 
 
 @njit
@@ -186,7 +205,7 @@ def gemm_tn(A, B, C):
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         np.dot(A.T, B, C)
         return
-    _cblas_gemm(TRANS, NO_TRANS, m, n, k, A, m, B, n, C, n)
+    _cblas_gemm(TRANS, NO_TRANS, m, n, k, 1.0, A, m, B, n, 0.0, C, n)
 
 
 @njit
@@ -197,7 +216,42 @@ def gemm_nt(A, B, C):
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         np.dot(A, B.T, C)
         return
-    _cblas_gemm(NO_TRANS, TRANS, m, n, k, A, k, B, k, C, n)
+    _cblas_gemm(NO_TRANS, TRANS, m, n, k, 1.0, A, k, B, k, 0.0, C, n)
+
+
+@njit
+def gemm_tn_update(A, B, C, alpha):
+    """C += alpha * A.T @ B; A (k, m), B (k, n), C (m, n) (W -= lr * A_prev.T @ delta). Only where
+    accumulates() is True: elsewhere it would allocate a temporary."""
+    k, m = A.shape
+    n = B.shape[1]
+    if m == 0 or n == 0 or k == 0:
+        return
+    if not (_row_major(A) and _row_major(B) and _row_major(C)):
+        C += alpha * np.dot(A.T, B)
+        return
+    _cblas_gemm(TRANS, NO_TRANS, m, n, k, alpha, A, m, B, n, 1.0, C, n)
+
+
+@intrinsic
+def _accumulates(typingctx):
+    sig = types.boolean()
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        flag = builder.module.globals.get(ACCUMULATES_SYMBOL)
+        if flag is None:
+            flag = ir.GlobalVariable(builder.module, i32, ACCUMULATES_SYMBOL)
+            flag.linkage = "external"
+        return builder.icmp_signed("!=", builder.load(flag), ir.Constant(i32, 0))
+
+    return sig, codegen
+
+
+@njit
+def accumulates():
+    """Whether gemm_tn_update runs in the BLAS without a temporary (NumPy's OpenBLAS is bound)."""
+    return _accumulates()
 
 
 if numba.config.DISABLE_JIT:  # plain Python: the intrinsic cannot run, np.dot does the same
@@ -210,3 +264,9 @@ if numba.config.DISABLE_JIT:  # plain Python: the intrinsic cannot run, np.dot d
 
     def gemm_nt(A, B, C):  # noqa: F811
         np.dot(A, B.T, C)
+
+    def gemm_tn_update(A, B, C, alpha):  # noqa: F811
+        C += alpha * np.dot(A.T, B)
+
+    def accumulates():  # noqa: F811
+        return True

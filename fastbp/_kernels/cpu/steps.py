@@ -10,7 +10,7 @@ from numba.extending import overload
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
-from fastbp._kernels.cpu.blas import gemm_nn, gemm_nt, gemm_tn
+from fastbp._kernels.cpu.blas import gemm_nn, gemm_nt, gemm_tn, gemm_tn_update
 from fastbp._kernels.cpu.losses import loss_and_output_grad
 from fastbp._kernels.jit import njit
 
@@ -117,33 +117,63 @@ def output_delta(li, gu, ws, rows):
 
 
 @njit
+def _layer_delta(li, lf, gu, params, grads, ws, X, rows, training, layer):
+    """Turn the layer's delta buffer from dLoss/dOutput into D = dLoss/dZ (dropout mask, f'(z)),
+    writing db = the column sums of D. Returns D, the input the layer saw, and the buffer that
+    receives the previous layer's dLoss/dOutput."""
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
+    here = gu[P.DELTA0_UNIT] if layer % 2 == 0 else gu[P.DELTA1_UNIT]
+    there = gu[P.DELTA1_UNIT] if layer % 2 == 0 else gu[P.DELTA0_UNIT]
+    G = region(ws, capacity, here, rows, n_out)
+    Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
+    A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
+    use_mask = training and li[layer, P.MASK_UNIT] >= 0
+    mask = region(ws, capacity, max(li[layer, P.MASK_UNIT], 0), rows, n_out)
+    _, db = weights(grads, li, layer)
+    activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, mask, use_mask, db)
+    if layer == 0:
+        A_prev = X
+    else:
+        # Outside training, dropout is the identity and the next layer read A itself.
+        unit = li[layer - 1, P.OUT_UNIT] if training else li[layer - 1, P.A_UNIT]
+        A_prev = region(ws, capacity, unit, rows, n_in)
+    return G, A_prev, region(ws, capacity, there, rows, n_in)
+
+
+@njit
 def backward(li, lf, gu, params, grads, ws, X, rows, training):
     """Backpropagate the output delta (already in output_delta) through every layer into grads.
 
     Per layer: D = G * mask * f'(z) fused with db = sum of D's rows; dW = A_prev.T @ D; the next G =
     D @ W.T. The first layer computes no input gradient."""
-    capacity = ws.size // gu[P.TOTAL_UNITS]
     for layer in range(li.shape[0] - 1, -1, -1):
-        n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
-        here = gu[P.DELTA0_UNIT] if layer % 2 == 0 else gu[P.DELTA1_UNIT]
-        there = gu[P.DELTA1_UNIT] if layer % 2 == 0 else gu[P.DELTA0_UNIT]
-        G = region(ws, capacity, here, rows, n_out)
-        Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
-        A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
-        use_mask = training and li[layer, P.MASK_UNIT] >= 0
-        mask = region(ws, capacity, max(li[layer, P.MASK_UNIT], 0), rows, n_out)
-        dW, db = weights(grads, li, layer)
-        activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, mask, use_mask, db)
-        if layer == 0:
-            A_prev = X
-        else:
-            # Outside training, dropout is the identity and the next layer read A itself.
-            unit = li[layer - 1, P.OUT_UNIT] if training else li[layer - 1, P.A_UNIT]
-            A_prev = region(ws, capacity, unit, rows, n_in)
-        gemm_tn(A_prev, G, dW)
+        D, A_prev, previous = _layer_delta(li, lf, gu, params, grads, ws, X, rows, training, layer)
+        dW, _ = weights(grads, li, layer)
+        gemm_tn(A_prev, D, dW)
         if layer > 0:
             W, _ = weights(params, li, layer)
-            gemm_nt(G, W, region(ws, capacity, there, rows, n_in))
+            gemm_nt(D, W, previous)
+
+
+@njit
+def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr):
+    """backward with plain SGD (p -= lr * g) folded in, layer by layer: the next G = D @ W.T while W
+    is still the old one, then W -= lr * A_prev.T @ D inside the BLAS (C += alpha A.T @ B, so dW is
+    never written nor read back), and b -= lr * db. Only where blas.accumulates(); grads is left
+    holding db alone. The same update as backward then the SGD step, up to the rounding of
+    lr * dW, which the BLAS fuses."""
+    t = params.dtype.type
+    rate = t(lr)
+    for layer in range(li.shape[0] - 1, -1, -1):
+        D, A_prev, previous = _layer_delta(li, lf, gu, params, grads, ws, X, rows, training, layer)
+        W, b = weights(params, li, layer)
+        if layer > 0:
+            gemm_nt(D, W, previous)
+        gemm_tn_update(A_prev, D, W, -lr)
+        _, db = weights(grads, li, layer)
+        for j in range(b.size):
+            b[j] = b[j] - rate * db[j]
 
 
 # Partial sums in the weights' dtype over at most this many weights, then float64 across blocks: the

@@ -6,10 +6,11 @@ arithmetic only: no dispatch, no allocation, no Python.
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.batch import gather_rows, gather_values
+from fastbp._kernels.cpu.blas import accumulates
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_scaled
-from fastbp._kernels.cpu.steps import backward, forward, output_delta, region, weight_penalty
+from fastbp._kernels.cpu.steps import backward, backward_sgd, forward, output_delta, region, weight_penalty
 from fastbp._kernels.jit import is_finite, njit
 
 
@@ -77,8 +78,10 @@ def train_steps(
     ky = Y.shape[1]
     weighted = sample_weight.size > 0
     online = batch_size == 1 and not has_dropout(li)
-    # Plain SGD at batch 1 updates W inside the backward walk (see online.py).
-    fusable = online and is_plain_sgd(kind, hyper) and l1 == 0.0 and l2 == 0.0 and max_norm == 0.0
+    # Plain SGD folds its step into the backward walk: at batch 1 inside the online kernels (see
+    # online.py), otherwise into the weight-gradient GEMM (steps.backward_sgd) where the BLAS can.
+    plain_sgd = is_plain_sgd(kind, hyper) and l1 == 0.0 and l2 == 0.0 and max_norm == 0.0
+    fusable = plain_sgd and (online or accumulates())
     w_start = capacity * gu[P.SW_UNIT]
     # Plain SGD at batch 1 defers each step's first-layer update into the next forward sweep.
     pending_x = X[0:1]
@@ -109,6 +112,9 @@ def train_steps(
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
+            if not online:
+                backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, True, lrs[k])
+                continue
             sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k], True)
             if k + 1 < n_batches:
                 pending_x, pending_lr = Xb, lrs[k]
