@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import fit_and_replay
 
 import fastbp as fb
 from fastbp import reference
@@ -177,25 +178,5 @@ def test_minibatch_fit_equals_manual_steps(weighted):
             l2=1e-2,
         )
 
-    a, b = make(), make()
-    a.fit(
-        X,
-        y,
-        epochs=2,
-        batch_size=8,
-        optimizer=fb.optim.SGD(lr=0.05),
-        shuffle=True,
-        seed=9,
-        verbose=0,
-        sample_weight=w,
-    )
-    opt = fb.optim.SGD(lr=0.05)
-    order_rng = np.random.default_rng(9)
-    order_rng.integers(0, 2**62)  # fit draws the dropout seed first
-    for _ in range(2):
-        order = order_rng.permutation(30)
-        for lo in range(0, 30, 8):
-            rows = order[lo : lo + 8]
-            b.loss_and_grad(X[rows], y[rows], sample_weight=None if w is None else w[rows])
-            opt.step(b.params, b.grads)
+    a, b = fit_and_replay(make, lambda: fb.optim.SGD(lr=0.05), X, y, w, batch_size=8)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)

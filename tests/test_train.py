@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import fit_and_replay
 
 import fastbp as fb
 from fastbp import callbacks as cb
@@ -280,17 +281,7 @@ def test_batch_one_path_equals_manual_steps(make_opt, l2, weighted, act):
             l2=l2,
         )
 
-    a, b = make(), make()
-    a.fit(
-        X, y, epochs=2, batch_size=1, optimizer=make_opt(), shuffle=True, seed=9, verbose=0, sample_weight=w
-    )
-    opt = make_opt()
-    order_rng = np.random.default_rng(9)
-    order_rng.integers(0, 2**62)  # fit draws the dropout seed first
-    for _ in range(2):
-        for i in order_rng.permutation(30):
-            b.loss_and_grad(X[i : i + 1], y[i : i + 1], sample_weight=None if w is None else w[i : i + 1])
-            opt.step(b.params, b.grads)
+    a, b = fit_and_replay(make, make_opt, X, y, w, batch_size=1)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
 
 
@@ -351,19 +342,7 @@ def test_minibatch_fit_equals_manual_steps(make_opt, l2, weighted, act):
     rng = np.random.default_rng(5)
     X, y = rng.normal(size=(45, 6)), rng.integers(0, 3, size=45)
     w = rng.uniform(0.5, 2.0, size=45) if weighted else None
-    a, b = _minibatch_net(act, l2=l2), _minibatch_net(act, l2=l2)
-    a.fit(
-        X, y, epochs=2, batch_size=8, optimizer=make_opt(), shuffle=True, seed=9, verbose=0, sample_weight=w
-    )
-    opt = make_opt()
-    order_rng = np.random.default_rng(9)
-    order_rng.integers(0, 2**62)  # fit draws the dropout seed first
-    for _ in range(2):
-        order = order_rng.permutation(45)
-        for start in range(0, 45, 8):
-            rows = order[start : start + 8]
-            b.loss_and_grad(X[rows], y[rows], sample_weight=None if w is None else w[rows])
-            opt.step(b.params, b.grads)
+    a, b = fit_and_replay(lambda: _minibatch_net(act, l2=l2), make_opt, X, y, w, batch_size=8)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
 
 
