@@ -383,7 +383,9 @@ class Sequential:
         bit-identical parameters at a fixed thread count. A non-finite loss raises
         FloatingPointError (or ends quietly with a TerminateOnNaN callback) with the parameters
         back at their last finite values. verbose: 0 silent, 1 progress bar, 2 a line per epoch.
-        sample_weight (rows,) weighs each row's loss: sum(w_i l_i) / sum(w_i) per batch."""
+        sample_weight (rows,) weighs each row's loss: sum(w_i l_i) / sum(w_i) per batch.
+        `grads` is working space during fit: plain SGD (no momentum, decay, penalty or clipping)
+        folds its step into the backward pass and never writes dW there."""
         from fastbp.train import fit
 
         return fit(
@@ -405,7 +407,10 @@ class Sequential:
         )
 
     def train_on_batch(self, X, y, optimizer, sample_weight=None) -> float:
-        """One optimizer step on (X, y), for online learning; returns the batch loss."""
+        """One optimizer step on (X, y), for online learning; returns the batch loss.
+
+        As in fit, `grads` is working space here: plain SGD folds its step into the backward pass and
+        does not write dW. loss_and_grad is the call that fills `grads` with the gradient."""
         from fastbp.train import train_on_batch
 
         return train_on_batch(self, X, y, optimizer, sample_weight=sample_weight)
