@@ -186,6 +186,45 @@ def _row_major(A):
     return A.strides[1] == A.itemsize and A.strides[0] == A.shape[1] * A.itemsize
 
 
+# Products with a dimension of 1 (a single output unit: regression, one-logit classification) run
+# as plain loops: OpenBLAS took 4.8-6.8 us for each of the three at 200 rows x 100 inputs, the loops
+# 2.0-3.0 us (Zen 3, float32, one thread). With 5 or 10 outputs the loops were no faster than the
+# BLAS (their accumulator rows are loaded and stored per term), so only width 1 is special.
+
+
+@njit
+def _dots(A, b, c):
+    """c[i] = A[i, :] . b, A (m, k), b and c contiguous vectors."""
+    zero = c.dtype.type(0)
+    for i in range(A.shape[0]):
+        a = A[i]
+        s = zero
+        for j in range(a.size):
+            s += a[j] * b[j]
+        c[i] = s
+
+
+@njit
+def _row_sum(A, b, c):
+    """c = sum over i of b[i] * A[i, :], A (k, m), b (k,) and c (m,) contiguous vectors."""
+    c[:] = 0
+    for i in range(A.shape[0]):
+        a = A[i]
+        bi = b[i]
+        for j in range(c.size):
+            c[j] += bi * a[j]
+
+
+@njit
+def _outer(a, b, C):
+    """C = a b^T, a (m,), b (n,) contiguous vectors."""
+    for i in range(C.shape[0]):
+        row = C[i]
+        ai = a[i]
+        for j in range(row.size):
+            row[j] = ai * b[j]
+
+
 @njit
 def gemm_nn(A, B, C):
     """C = A @ B; A (m, k), B (k, n), C (m, n)."""
@@ -193,6 +232,9 @@ def gemm_nn(A, B, C):
     n = B.shape[1]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         np.dot(A, B, C)
+        return
+    if n == 1:
+        _dots(A, B.reshape(k), C.reshape(m))
         return
     _cblas_gemm(NO_TRANS, NO_TRANS, m, n, k, 1.0, A, k, B, n, 0.0, C, n)
 
@@ -205,6 +247,9 @@ def gemm_tn(A, B, C):
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         np.dot(A.T, B, C)
         return
+    if n == 1:
+        _row_sum(A, B.reshape(k), C.reshape(m))
+        return
     _cblas_gemm(TRANS, NO_TRANS, m, n, k, 1.0, A, m, B, n, 0.0, C, n)
 
 
@@ -215,6 +260,9 @@ def gemm_nt(A, B, C):
     n = B.shape[0]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         np.dot(A, B.T, C)
+        return
+    if k == 1:
+        _outer(A.reshape(m), B.reshape(n), C)
         return
     _cblas_gemm(NO_TRANS, TRANS, m, n, k, 1.0, A, k, B, k, 0.0, C, n)
 
