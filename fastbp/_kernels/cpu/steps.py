@@ -117,7 +117,7 @@ def output_delta(li, gu, ws, rows):
 
 
 @njit
-def _layer_delta(li, lf, gu, params, grads, ws, X, rows, training, layer):
+def _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer):
     """Turn the layer's delta buffer from dLoss/dOutput into D = dLoss/dZ (dropout mask, f'(z)),
     writing db = the column sums of D. Returns D, the input the layer saw, and the buffer that
     receives the previous layer's dLoss/dOutput."""
@@ -148,7 +148,7 @@ def backward(li, lf, gu, params, grads, ws, X, rows, training):
     Per layer: D = G * mask * f'(z) fused with db = sum of D's rows; dW = A_prev.T @ D; the next G =
     D @ W.T. The first layer computes no input gradient."""
     for layer in range(li.shape[0] - 1, -1, -1):
-        D, A_prev, previous = _layer_delta(li, lf, gu, params, grads, ws, X, rows, training, layer)
+        D, A_prev, previous = _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer)
         dW, _ = weights(grads, li, layer)
         gemm_tn(A_prev, D, dW)
         if layer > 0:
@@ -166,7 +166,7 @@ def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr):
     t = params.dtype.type
     rate = t(lr)
     for layer in range(li.shape[0] - 1, -1, -1):
-        D, A_prev, previous = _layer_delta(li, lf, gu, params, grads, ws, X, rows, training, layer)
+        D, A_prev, previous = _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer)
         W, b = weights(params, li, layer)
         if layer > 0:
             gemm_nt(D, W, previous)
