@@ -31,7 +31,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from fastbp._kernels.jit import njit
 
@@ -192,6 +192,20 @@ def _row_major(A):
 # BLAS (their accumulator rows are loaded and stored per term), so only width 1 is special.
 
 
+def _column(M):
+    """The single column of an (r, 1) array as a 1-D view."""
+    return M[:, 0]
+
+
+@overload(_column)
+def _column_compiled(M):
+    # A reshape gives a contiguous vector (so the loops below vectorize), but Numba types reshape
+    # only for C-layout arrays; an "A"-layout one (a strided view) gets the strided column.
+    if M.layout == "C":
+        return lambda M: M.reshape(M.shape[0])
+    return lambda M: M[:, 0]
+
+
 @njit
 def _dots(A, b, c):
     """c[i] = A[i, :] . b, A (m, k), b and c contiguous vectors."""
@@ -234,7 +248,7 @@ def gemm_nn(A, B, C):
         np.dot(A, B, C)
         return
     if n == 1:
-        _dots(A, B.reshape(k), C.reshape(m))
+        _dots(A, _column(B), _column(C))
         return
     _cblas_gemm(NO_TRANS, NO_TRANS, m, n, k, 1.0, A, k, B, n, 0.0, C, n)
 
@@ -248,7 +262,7 @@ def gemm_tn(A, B, C):
         np.dot(A.T, B, C)
         return
     if n == 1:
-        _row_sum(A, B.reshape(k), C.reshape(m))
+        _row_sum(A, _column(B), _column(C))
         return
     _cblas_gemm(TRANS, NO_TRANS, m, n, k, 1.0, A, m, B, n, 0.0, C, n)
 
@@ -262,7 +276,7 @@ def gemm_nt(A, B, C):
         np.dot(A, B.T, C)
         return
     if k == 1:
-        _outer(A.reshape(m), B.reshape(n), C)
+        _outer(_column(A), _column(B), C)
         return
     _cblas_gemm(NO_TRANS, TRANS, m, n, k, 1.0, A, k, B, k, 0.0, C, n)
 
