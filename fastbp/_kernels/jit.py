@@ -6,6 +6,9 @@ import math
 import numba
 
 from fastbp import config
+from fastbp._kernels import cache
+
+cache.install()  # before any kernel is decorated: see cache.py
 
 # error_model="numpy" drops the divide-by-zero branch so divisions vectorize (NUMBA_NOTES.md).
 njit = functools.partial(

@@ -1,0 +1,77 @@
+"""Numba's on-disk cache, made to notice edits to any kernel source, not just a function's own file.
+
+Numba keys a cached function on the content of its own source file only. A compiled caller holds
+its callees' machine code, so when a callee's file changes and the caller's does not (an edit here,
+or an upgrade of fastbp that leaves the caller's file as it was), the stale caller keeps loading:
+this happened to a test calling blas.gemm_nn after gemm_nn changed (the old code ran, the new one
+did not even compile for that test's arguments). The locators below add a hash of every kernel
+source (KERNEL_SOURCES) to the stamp of the functions defined in fastbp and in its repository's
+tests and bench folders, so any change to a kernel source recompiles all of them once.
+Functions elsewhere (the user's own Numba code) keep Numba's usual locators.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import os
+
+from numba.core import caching
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(PACKAGE)
+
+
+def kernel_sources() -> list[str]:
+    """The files whose content every cached fastbp function depends on: the kernels, the
+    scikit-learn kernels, and the settings that choose the compile flags."""
+    files = glob.glob(os.path.join(PACKAGE, "_kernels", "**", "*.py"), recursive=True)
+    files += [os.path.join(PACKAGE, "sklearn.py"), os.path.join(PACKAGE, "config.py")]
+    return sorted(files)
+
+
+@functools.cache
+def kernel_sources_stamp() -> str:
+    digest = hashlib.sha256()
+    for path in kernel_sources():
+        digest.update(os.path.relpath(path, PACKAGE).encode())
+        with open(path, "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()
+
+
+def _covered(py_file: str) -> bool:
+    """Functions in fastbp itself, and in the tests and benchmarks of a source checkout."""
+    path = os.path.abspath(py_file)
+    folders = [PACKAGE]
+    if os.path.exists(os.path.join(_ROOT, "pyproject.toml")):
+        folders += [os.path.join(_ROOT, "tests"), os.path.join(_ROOT, "bench")]
+    return any(path.startswith(folder + os.sep) for folder in folders)
+
+
+class _KernelSourcesStamp:
+    def get_source_stamp(self):
+        return (super().get_source_stamp(), kernel_sources_stamp())
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not _covered(py_file):
+            return None
+        return super().from_function(py_func, py_file)
+
+
+class UserProvidedLocator(_KernelSourcesStamp, caching.UserProvidedCacheLocator):
+    """NUMBA_CACHE_DIR, when set, with the kernel sources in the stamp."""
+
+
+class InTreeLocator(_KernelSourcesStamp, caching.InTreeCacheLocator):
+    """The __pycache__ folder beside the source, with the kernel sources in the stamp."""
+
+
+def install() -> None:
+    """Put fastbp's locators first in Numba's list (once), before any fastbp function is decorated."""
+    locators = caching.CacheImpl._locator_classes
+    for locator in (InTreeLocator, UserProvidedLocator):  # UserProvided ends up first, as in Numba
+        if locator not in locators:
+            locators.insert(0, locator)
