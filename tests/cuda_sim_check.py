@@ -25,6 +25,7 @@ if "ptx" not in sys.argv[1:]:
 sys.setswitchinterval(2e-4)
 
 import numpy as np  # noqa: E402
+from conftest import ALL_ACTIVATIONS, ALL_LOSSES  # noqa: E402  (tests/ is on this script's path)
 from numba import cuda, float64  # noqa: E402  (module-level: the simulator swaps this name inside kernels)
 
 import fastbp as fb  # noqa: E402
@@ -190,20 +191,6 @@ def gemm_all_transposes():
                 compare(f"gemm leaves the rest {np.dtype(dtype).name}", got[:4], np.full(4, 7.0), 0.0)
 
 
-ACTIVATIONS = [
-    fb.Identity(),
-    fb.ReLU(),
-    fb.LeakyReLU(0.1),
-    fb.LeakyReLU(-0.3),
-    fb.ELU(0.7),
-    fb.GELU(),
-    fb.SiLU(),
-    fb.Sigmoid(),
-    fb.Tanh(),
-    fb.Softplus(),
-]
-
-
 @check("kernels")
 def activations_forward_and_backward():
     w = wrappers()
@@ -211,7 +198,7 @@ def activations_forward_and_backward():
     rows, cols = 5, 6
     n = rows * cols
     for dtype in (np.float64, np.float32):
-        for spec in ACTIVATIONS:
+        for spec in ALL_ACTIVATIONS:
             code, param = spec.code, float(spec.param)
             name = f"{type(spec).__name__}({param:g}) {np.dtype(dtype).name}"
             Z = (rng.normal(size=(rows, cols)) * 3).astype(dtype)
@@ -242,16 +229,13 @@ def activations_forward_and_backward():
             compare(f"bias grad {name}", grads.copy_to_host()[2:], db_cpu, t)
 
 
-LOSSES = [fb.MSE(), fb.L1(), fb.Huber(0.5), fb.BinaryCrossEntropy(), fb.SoftmaxCrossEntropy()]
-
-
 @check("kernels")
 def losses_with_gradients():
     w = wrappers()
     rng = np.random.default_rng(2)
     rows, cols = 5, 3
     for dtype in (np.float64, np.float32):
-        for spec in LOSSES:
+        for spec in ALL_LOSSES:
             for weighting in ("none", "weights", "zero"):
                 out = (rng.normal(size=(rows, cols)) * 2).astype(dtype)
                 out[0, 0] = 30.0  # a large logit: the stable forms must not overflow
