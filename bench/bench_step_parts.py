@@ -1,0 +1,144 @@
+"""Three parts of a training step, each before and after its change, timed side by side in one
+process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS):
+
+- relu: bias + ReLU right after the layer's GEMM. Before: the bias pass, then `a = a if a > 0
+  else 0` in place (LLVM compiles that to AVX masked stores); after: activations.bias_activation_forward
+  (the bias added inside the ReLU loop, plain stores).
+- width1: the three products of a layer with one output unit (forward, dW, dX) at 200 x 100.
+  Before: the same calls into the BLAS; after: blas.gemm_nn / gemm_tn / gemm_nt (plain loops there).
+- sgdfold: net.fit of 784-256-128-10 with plain SGD, one epoch of 4096 rows. Before: dW written by
+  the BLAS, then the SGD pass (blas.accumulates() switched off); after: the step folded into the
+  dW product.
+
+    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold]
+
+Prints microseconds (or samples/s) before and after and the ratio before / after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import fastbp as fb
+from fastbp._kernels.cpu import activations, blas
+from fastbp._kernels.jit import njit
+
+
+@njit
+def _relu_before(Z, bias):
+    zero = Z.dtype.type(0)
+    for i in range(Z.shape[0]):
+        z = Z[i]
+        for j in range(Z.shape[1]):
+            z[j] += bias[j]
+    for i in range(Z.shape[0]):
+        a = Z[i]
+        for j in range(Z.shape[1]):
+            a[j] = a[j] if a[j] > zero else zero
+
+
+@njit
+def _relu_loop(after, n, X, W, Z, bias):
+    for _ in range(n):
+        blas.gemm_nn(X, W, Z)
+        if after:
+            activations.bias_activation_forward(activations.RELU, 0.0, Z, bias, Z)
+        else:
+            _relu_before(Z, bias)
+
+
+@njit
+def _width1_loop(after, n, H, w, out, g, dw, dH):
+    m, k = H.shape
+    for _ in range(n):
+        if after:
+            blas.gemm_nn(H, w, out)
+            blas.gemm_tn(H, g, dw)
+            blas.gemm_nt(g, w, dH)
+        else:
+            blas._cblas_gemm(blas.NO_TRANS, blas.NO_TRANS, m, 1, k, 1.0, H, k, w, 1, 0.0, out, 1)
+            blas._cblas_gemm(blas.TRANS, blas.NO_TRANS, k, 1, m, 1.0, H, k, g, 1, 0.0, dw, 1)
+            blas._cblas_gemm(blas.NO_TRANS, blas.TRANS, m, k, 1, 1.0, g, 1, w, 1, 0.0, dH, k)
+
+
+def _best(run, rounds, n):
+    """Best microseconds per call of run(n) for each of its two settings, interleaved."""
+    best = [float("inf"), float("inf")]
+    for setting in (0, 1):
+        run(setting, 3)
+    for _ in range(rounds):
+        for setting in (0, 1):
+            start = time.perf_counter()
+            run(setting, n)
+            best[setting] = min(best[setting], (time.perf_counter() - start) / n * 1e6)
+    return best
+
+
+def relu(rounds):
+    rng = np.random.default_rng(0)
+    for rows, n_in, n_out in ((200, 100, 100), (64, 784, 256)):
+        X = rng.standard_normal((rows, n_in)).astype(np.float32)
+        W = (rng.standard_normal((n_in, n_out)) * 0.1).astype(np.float32)
+        Z = np.empty((rows, n_out), np.float32)
+        bias = rng.standard_normal(n_out).astype(np.float32) * 0.1
+        args = (X, W, Z, bias)
+        before, after = _best(lambda s, n, a=args: _relu_loop(s == 1, n, *a), rounds, 300)
+        print(
+            f"relu {rows}x{n_in}x{n_out}: GEMM + bias/ReLU {before:.1f} -> {after:.1f} us "
+            f"({before / after:.2f}x, {before - after:.1f} us saved)"
+        )
+
+
+def width1(rounds):
+    rng = np.random.default_rng(0)
+    H = rng.standard_normal((200, 100)).astype(np.float32)
+    w = rng.standard_normal((100, 1)).astype(np.float32)
+    out = np.empty((200, 1), np.float32)
+    g = rng.standard_normal((200, 1)).astype(np.float32)
+    dw = np.empty((100, 1), np.float32)
+    dH = np.empty((200, 100), np.float32)
+    before, after = _best(lambda s, n: _width1_loop(s == 1, n, H, w, out, g, dw, dH), rounds, 2000)
+    print(
+        f"width1 200x100x1, forward + dW + dX: BLAS {before:.2f} -> loops {after:.2f} us "
+        f"({before / after:.2f}x)"
+    )
+
+
+def sgdfold(rounds):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4096, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 4096)
+    for batch in (16, 64, 256):
+        layers = (fb.Dense(784, 256), fb.ReLU(), fb.Dense(256, 128), fb.ReLU(), fb.Dense(128, 10))
+        net = fb.Sequential(*layers, loss="cross_entropy")
+        opt = fb.optim.SGD(lr=0.01)
+
+        def epoch(folded, n, net=net, opt=opt, batch=batch):
+            blas._accumulates_flag.value = int(folded and blas.backend().startswith("numpy"))
+            for _ in range(n):
+                net.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, verbose=0)
+
+        try:
+            before, after = _best(epoch, rounds, 1)
+        finally:
+            blas._accumulates_flag.value = int(blas.backend().startswith("numpy"))
+        rate = 4096 / (np.array([before, after]) * 1e-6)
+        print(f"sgdfold batch {batch}: {rate[0]:,.0f} -> {rate[1]:,.0f} samples/s ({rate[1] / rate[0]:.2f}x)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--parts", default="relu,width1,sgdfold")
+    args = parser.parse_args(argv)
+    fb.set_num_threads(1)
+    print(f"BLAS: {blas.backend()}; one thread; best of {args.rounds} interleaved rounds")
+    for part in args.parts.split(","):
+        {"relu": relu, "width1": width1, "sgdfold": sgdfold}[part](args.rounds)
+
+
+if __name__ == "__main__":
+    main()
