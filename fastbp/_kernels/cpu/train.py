@@ -2,7 +2,14 @@
 
 Python calls train_steps once per chunk (about a tenth of a second of work), so per-step cost is
 arithmetic only: no dispatch, no allocation, no Python.
+
+train_steps itself is plain Python: it picks one of two compiled loops, mini-batch or online (batch
+1, see online.py), so that a first fit compiles only the one it runs. As one compiled function with
+both paths, every fit compiled both: the online path was about a third of a cold first fit's 75 s
+of compilation, whatever the batch size.
 """
+
+import numpy as np
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.batch import gather_rows, gather_values
@@ -34,7 +41,6 @@ def count_correct(loss_code, out, Y):
     return correct
 
 
-@njit
 def train_steps(
     li,
     lf,
@@ -72,82 +78,174 @@ def train_steps(
     Writes each batch's loss and count of correct rows.
     Returns the number of batches done: fewer than n_batches when a loss came out non-finite, in which
     case that batch made no update."""
+    online = batch_size == 1 and not bool(np.any(li[:, P.MASK_UNIT] >= 0))
+    steps = online_steps if online else batch_steps
+    return steps(
+        li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
+        batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm,
+        batch_losses, batch_correct,
+    )  # fmt: skip
+
+
+@njit
+def batch_steps(
+    li,
+    lf,
+    gu,
+    loss_code,
+    loss_param,
+    l1,
+    l2,
+    params,
+    grads,
+    ws,
+    X,
+    Y,
+    sample_weight,
+    perm,
+    batch_size,
+    first_batch,
+    n_batches,
+    lrs,
+    kind,
+    slots,
+    scalars,
+    hyper,
+    step0,
+    seed,
+    max_norm,
+    batch_losses,
+    batch_correct,
+):
+    """train_steps for mini-batches (and batch 1 with dropout): each batch gathered into the workspace."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
     n = perm.size
     n_in = li[0, P.N_IN]
     ky = Y.shape[1]
     weighted = sample_weight.size > 0
-    online = batch_size == 1 and not has_dropout(li)
-    # Plain SGD folds its step into the backward walk: at batch 1 inside the online kernels (see
-    # online.py), otherwise into the weight-gradient GEMM (steps.backward_sgd) where the BLAS can.
-    plain_sgd = is_plain_sgd(kind, hyper) and l1 == 0.0 and l2 == 0.0 and max_norm == 0.0
-    fusable = plain_sgd and (online or accumulates())
     w_start = capacity * gu[P.SW_UNIT]
-    # Plain SGD at batch 1 defers each step's first-layer update into the next forward sweep.
-    pending_x = X[0:1]
-    pending_lr = 0.0
+    # Plain SGD folds its step into the weight-gradient GEMM (steps.backward_sgd) where the BLAS can.
+    fusable = is_plain_step(kind, hyper, l1, l2, max_norm) and accumulates()
     for k in range(n_batches):
         start = (first_batch + k) * batch_size
         rows = min(batch_size, n - start)
-        step = step0 + k
-        if online:
-            source = perm[start]
-            Xb = X[source : source + 1]
-            Yb = Y[source : source + 1]
-            Wb = sample_weight[source : source + 1] if weighted else sample_weight
-            out = sample_forward(li, lf, gu, params, ws, Xb, pending_x, pending_lr)
-            pending_lr = 0.0
-        else:
-            Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
-            Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
-            Wb = ws[w_start : w_start + rows] if weighted else sample_weight
-            gather_rows(X, perm, start, start + rows, Xb)
-            gather_rows(Y, perm, start, start + rows, Yb)
-            if weighted:
-                gather_values(sample_weight, perm, start, start + rows, Wb)
-            out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step)
+        Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
+        Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
+        Wb = ws[w_start : w_start + rows] if weighted else sample_weight
+        gather_rows(X, perm, start, start + rows, Xb)
+        gather_rows(Y, perm, start, start + rows, Yb)
+        if weighted:
+            gather_values(sample_weight, perm, start, start + rows, Wb)
+        out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step0 + k)
         loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, rows))
         batch_correct[k] = count_correct(loss_code, out, Yb)
         if fusable and lrs[k] > 0.0:
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
-            if not online:
-                backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, True, lrs[k])
-                continue
+            backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, True, lrs[k])
+            continue
+        backward(li, lf, gu, params, grads, ws, Xb, rows, True)
+        batch_losses[k] = penalized_step(
+            li, l1, l2, params, grads, kind, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
+        )
+        if not is_finite(batch_losses[k]):
+            return k
+    return n_batches
+
+
+@njit
+def online_steps(
+    li,
+    lf,
+    gu,
+    loss_code,
+    loss_param,
+    l1,
+    l2,
+    params,
+    grads,
+    ws,
+    X,
+    Y,
+    sample_weight,
+    perm,
+    batch_size,
+    first_batch,
+    n_batches,
+    lrs,
+    kind,
+    slots,
+    scalars,
+    hyper,
+    step0,
+    seed,
+    max_norm,
+    batch_losses,
+    batch_correct,
+):
+    """train_steps at batch 1 without dropout: each sample read where it is, through the online
+    kernels (online.py), which also fold plain SGD's step into their backward sweep."""
+    weighted = sample_weight.size > 0
+    fusable = is_plain_step(kind, hyper, l1, l2, max_norm)
+    # Plain SGD defers each step's first-layer update into the next forward sweep.
+    pending_x = X[0:1]
+    pending_lr = 0.0
+    for k in range(n_batches):
+        source = perm[first_batch + k]
+        Xb = X[source : source + 1]
+        Yb = Y[source : source + 1]
+        Wb = sample_weight[source : source + 1] if weighted else sample_weight
+        out = sample_forward(li, lf, gu, params, ws, Xb, pending_x, pending_lr)
+        pending_lr = 0.0
+        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, 1))
+        batch_correct[k] = count_correct(loss_code, out, Yb)
+        if fusable and lrs[k] > 0.0:
+            batch_losses[k] = loss
+            if not is_finite(loss):
+                return k
             sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k], True)
             if k + 1 < n_batches:
                 pending_x, pending_lr = Xb, lrs[k]
             else:
                 flush_first_layer(li, gu, params, ws, Xb, lrs[k])
             continue
-        if online:
-            sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0, False)
-        else:
-            backward(li, lf, gu, params, grads, ws, Xb, rows, True)
-        loss += weight_penalty(li, params, grads, l1, l2, True)
-        batch_losses[k] = loss
-        if not is_finite(loss):
+        sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0, False)
+        batch_losses[k] = penalized_step(
+            li, l1, l2, params, grads, kind, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
+        )
+        if not is_finite(batch_losses[k]):
             return k
-        # Clipping folds its factor into the optimizer's single pass over the buffers.
-        clip = 1.0
-        if max_norm > 0.0:
-            norm = grad_norm(grads)
-            if norm > max_norm:
-                clip = max_norm / (norm + 1e-6)
-        optimizer_step_scaled(kind, params, grads, slots, scalars, hyper, step + 1, lrs[k], clip)
     return n_batches
 
 
 @njit
-def has_dropout(li):
-    for layer in range(li.shape[0]):
-        if li[layer, P.MASK_UNIT] >= 0:
-            return True
-    return False
+def penalized_step(li, l1, l2, params, grads, kind, slots, scalars, hyper, step, lr, max_norm, loss):
+    """Add the L1/L2 penalty to the batch's loss and its gradient, then take optimizer step `step`
+    (1-based) on the gradient clipped to max_norm (> 0). Returns the loss with the penalty; when
+    that is not finite, nothing is updated."""
+    loss += weight_penalty(li, params, grads, l1, l2, True)
+    if not is_finite(loss):
+        return loss
+    # Clipping folds its factor into the optimizer's single pass over the buffers.
+    clip = 1.0
+    if max_norm > 0.0:
+        norm = grad_norm(grads)
+        if norm > max_norm:
+            clip = max_norm / (norm + 1e-6)
+    optimizer_step_scaled(kind, params, grads, slots, scalars, hyper, step, lr, clip)
+    return loss
 
 
 @njit
-def is_plain_sgd(kind, hyper):
-    """SGD without momentum, weight decay or maximize: p -= lr * g, nothing else."""
-    return kind == SGD and hyper[0] == 0.0 and hyper[2] == 0.0 and hyper[4] == 0.0
+def is_plain_step(kind, hyper, l1, l2, max_norm):
+    """SGD without momentum, weight decay, maximize, penalty or clipping: p -= lr * g, nothing else."""
+    return (
+        kind == SGD
+        and hyper[0] == 0.0
+        and hyper[2] == 0.0
+        and hyper[4] == 0.0
+        and l1 == 0.0
+        and l2 == 0.0
+        and max_norm == 0.0
+    )
