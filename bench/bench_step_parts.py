@@ -9,8 +9,11 @@ process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS
 - sgdfold: net.fit of 784-256-128-10 with plain SGD, one epoch of 4096 rows. Before: dW written by
   the BLAS, then the SGD pass (blas.accumulates() switched off); after: the step folded into the
   dW product.
+- gather: one epoch of batch gathers from a shuffled X larger than the caches (45,000 x 100 at batch
+  200, the scikit-learn drop-in's; 60,000 x 784 at 64 and 256), and from digits-sized data. Before:
+  the plain copy loop; after: batch.gather_rows (rows prefetched PREFETCH_AHEAD ahead).
 
-    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold]
+    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold,gather]
 
 Prints microseconds (or samples/s) before and after and the ratio before / after.
 """
@@ -24,6 +27,7 @@ import numpy as np
 
 import fastbp as fb
 from fastbp._kernels.cpu import activations, blas
+from fastbp._kernels.cpu import batch as batch_mod
 from fastbp._kernels.jit import njit
 
 
@@ -62,6 +66,26 @@ def _width1_loop(after, n, H, w, out, g, dw, dH):
             blas._cblas_gemm(blas.NO_TRANS, blas.NO_TRANS, m, 1, k, 1.0, H, k, w, 1, 0.0, out, 1)
             blas._cblas_gemm(blas.TRANS, blas.NO_TRANS, k, 1, m, 1.0, H, k, g, 1, 0.0, dw, 1)
             blas._cblas_gemm(blas.NO_TRANS, blas.TRANS, m, k, 1, 1.0, g, 1, w, 1, 0.0, dH, k)
+
+
+@njit
+def _gather_before(src, index, lo, hi, dst):
+    cols = src.shape[1]
+    for i in range(hi - lo):
+        source = index[lo + i]
+        for j in range(cols):
+            dst[i, j] = src[source, j]
+
+
+@njit
+def _gather_epoch(after, n, X, perm, dst):
+    batch = dst.shape[0]
+    for _ in range(n):
+        for lo in range(0, perm.size - batch + 1, batch):
+            if after:
+                batch_mod.gather_rows(X, perm, lo, lo + batch, dst)
+            else:
+                _gather_before(X, perm, lo, lo + batch, dst)
 
 
 def _best(run, rounds, n):
@@ -129,15 +153,34 @@ def sgdfold(rounds):
         print(f"sgdfold batch {batch}: {rate[0]:,.0f} -> {rate[1]:,.0f} samples/s ({rate[1] / rate[0]:.2f}x)")
 
 
+def gather(rounds):
+    rng = np.random.default_rng(0)
+    for (rows, cols), batch in (
+        ((45_000, 100), 200),
+        ((60_000, 784), 64),
+        ((60_000, 784), 256),
+        ((1_347, 64), 200),
+    ):
+        X = rng.standard_normal((rows, cols)).astype(np.float32)
+        perm = rng.permutation(rows)
+        dst = np.empty((batch, cols), np.float32)
+        before, after = _best(lambda s, n, a=(X, perm, dst): _gather_epoch(s == 1, n, *a), rounds, 1)
+        batches = rows // batch
+        print(
+            f"gather {rows}x{cols} float32, batch {batch}: {before / batches:.1f} -> "
+            f"{after / batches:.1f} us per batch ({before / after:.2f}x)"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--parts", default="relu,width1,sgdfold")
+    parser.add_argument("--parts", default="relu,width1,sgdfold,gather")
     args = parser.parse_args(argv)
     fb.set_num_threads(1)
     print(f"BLAS: {blas.backend()}; one thread; best of {args.rounds} interleaved rounds")
     for part in args.parts.split(","):
-        {"relu": relu, "width1": width1, "sgdfold": sgdfold}[part](args.rounds)
+        {"relu": relu, "width1": width1, "sgdfold": sgdfold, "gather": gather}[part](args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Shared fixtures. Shapes stay tiny: the suite's cost is Numba compile time, paid once per dtype."""
 
+import numba
 import numpy as np
 import pytest
 
 import fastbp as fb
+from fastbp import config
 
 ALL_ACTIVATIONS = [
     fb.Identity(),
@@ -18,6 +20,14 @@ ALL_ACTIVATIONS = [
     fb.Softplus(),
 ]
 ALL_LOSSES = [fb.MSE(), fb.L1(), fb.Huber(0.5), fb.BinaryCrossEntropy(), fb.SoftmaxCrossEntropy()]
+
+
+def fresh_asm(function, *args):
+    """Assembly of a fresh, uncached compilation of the plain Python `function` with fastbp's flags
+    (code loaded from the cache has none), for these arguments."""
+    fresh = numba.njit(fastmath=config.FASTMATH, error_model="numpy", cache=False)(function)
+    fresh(*args)
+    return fresh.inspect_asm(fresh.signatures[0])
 
 
 def make_targets(loss, rows: int, outputs: int, rng: np.random.Generator) -> np.ndarray:

@@ -8,12 +8,11 @@ import subprocess
 import sys
 import textwrap
 
-import numba
 import numpy as np
 import pytest
+from conftest import fresh_asm
 from scipy.special import erfc, expit
 
-from fastbp import config
 from fastbp._kernels.cpu import activations as act
 from fastbp._kernels.cpu import fastmath as fm
 from fastbp._kernels.jit import njit
@@ -120,14 +119,6 @@ def test_float64_keeps_libm():
     np.testing.assert_allclose(out, [math.tanh(v) for v in x], rtol=2e-16, atol=1e-300)
 
 
-def _fresh_asm(function, *args):
-    """Assembly of a fresh, uncached compilation with fastbp's flags (code loaded from the cache
-    has none), for these arguments."""
-    fresh = numba.njit(fastmath=config.FASTMATH, error_model="numpy", cache=False)(function)
-    fresh(*args)
-    return fresh.inspect_asm(fresh.signatures[0])
-
-
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
 @pytest.mark.parametrize(
     "loop", [_exp_loop, _tanh_loop, act.bias_activation_forward], ids=["exp", "tanh", "activations"]
@@ -136,9 +127,9 @@ def test_float32_loops_compile_to_simd(loop):
     """Packed single-precision arithmetic in the machine code, and no scalar libm call left."""
     if loop is act.bias_activation_forward:
         Z = np.ones((4, 40), dtype=np.float32)
-        asm = _fresh_asm(loop.py_func, 7, 0.0, Z, np.zeros(40, np.float32), Z)
+        asm = fresh_asm(loop.py_func, 7, 0.0, Z, np.zeros(40, np.float32), Z)
     else:
-        asm = _fresh_asm(loop.py_func, np.ones(64, np.float32), np.empty(64, np.float32))
+        asm = fresh_asm(loop.py_func, np.ones(64, np.float32), np.empty(64, np.float32))
     packed = re.findall(r"\bv?(?:mul|add|fmadd\d*|div|sub)ps\b", asm)
     assert len(packed) > 10
     assert not re.search(r"call\w*\s+.*\b(expf|tanhf|exp|tanh|erff|erfcf|log1pf)\b", asm)
@@ -160,10 +151,10 @@ def test_forward_activations_compile_without_masked_stores(dtype):
     the control loop shows that this check finds them where the CPU has them."""
 
     Z = np.ones((4, 40), dtype=dtype)
-    if "vmaskmov" not in _fresh_asm(_relu_storing_what_it_loaded, Z):
+    if "vmaskmov" not in fresh_asm(_relu_storing_what_it_loaded, Z):
         pytest.skip("this CPU's vector code has no AVX masked stores (no AVX, or AVX-512 masks)")
     # The code is a run-time argument: one compilation holds every activation's loops.
-    asm = _fresh_asm(act.bias_activation_forward.py_func, act.RELU, 0.1, Z, np.zeros(40, dtype), Z)
+    asm = fresh_asm(act.bias_activation_forward.py_func, act.RELU, 0.1, Z, np.zeros(40, dtype), Z)
     assert "vmaskmov" not in asm
 
 

@@ -1,8 +1,11 @@
 """The weight penalty kernel and the mini-batch gather helpers against NumPy, and through the network."""
 
+import os
+import re
+
 import numpy as np
 import pytest
-from conftest import fit_and_replay
+from conftest import fit_and_replay, fresh_asm
 
 import fastbp as fb
 from fastbp import reference
@@ -134,6 +137,25 @@ def test_gather_rows_equals_fancy_indexing(dtype, cols, rng):
         gather_rows(src, perm, lo, hi, dst)
         np.testing.assert_array_equal(dst[: hi - lo], src[perm[lo:hi]])
         np.testing.assert_array_equal(dst[hi - lo :], -7.0)  # rows past the batch are not written
+
+
+def test_gather_rows_from_strided_views(rng):
+    """Rows that are not contiguous (a column slice of X): the prefetch hint then covers other bytes,
+    which must change nothing."""
+    big = rng.normal(size=(40, 12))
+    src = big[:, ::3]
+    perm = rng.permutation(40)
+    dst = np.empty((16, 4))
+    gather_rows(src, perm, 8, 24, dst)
+    np.testing.assert_array_equal(dst, src[perm[8:24]])
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
+def test_gather_rows_prefetches_ahead():
+    """The prefetch (batch.py: rows PREFETCH_AHEAD ahead) is in the machine code."""
+    src = np.ones((64, 100), np.float32)
+    asm = fresh_asm(gather_rows.py_func, src, np.arange(64), 0, 32, np.empty((32, 100), np.float32))
+    assert re.search(r"\bprefetch", asm)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)

@@ -2,9 +2,54 @@
 
 Element loops on purpose: a row slice assignment (dst[i, :] = src[r]) or a fancy index (src[index])
 compiled to a copy several times slower per batch (bench/bench_penalty_gather.py measures both).
+
+The rows are random, so when X is larger than the caches each row is a wait on memory. gather_rows
+asks for the row PREFETCH_AHEAD places ahead while it copies the current one, so several rows are
+in flight at once. bench/bench_step_parts.py's "gather" part (one thread, Zen 3): batches of 200
+rows from a 45,000 x 100 float32 X (the scikit-learn drop-in's) 1.42x faster, 64 rows of 60,000 x
+784 1.07-1.14x, 256 rows 1.00-1.13x over runs; data that fits the caches the same within noise.
 """
 
+import numba
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
 from fastbp._kernels.jit import njit
+
+PREFETCH_AHEAD = 4
+_CACHE_LINE = 64
+
+
+@intrinsic
+def _prefetch_row(typingctx, src, row):
+    """Ask the CPU to bring row `row` of the 2-D array src into its caches: one prefetch per cache
+    line of the row's bytes from its first element. A hint only: nothing is read or written, and
+    for rows that are not contiguous it covers other bytes, which costs a little and breaks nothing."""
+    sig = types.void(src, row)
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        first = cgutils.get_item_pointer(
+            context, builder, array_type, array, [args[1], context.get_constant(types.intp, 0)]
+        )
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
+        base = builder.bitcast(first, byte)
+        cols = cgutils.unpack_tuple(builder, array.shape, 2)[1]
+        row_bytes = builder.mul(cols, context.get_constant(types.intp, array_type.dtype.bitwidth // 8))
+        start, line = context.get_constant(types.intp, 0), context.get_constant(types.intp, _CACHE_LINE)
+        read, all_levels, data = ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)
+        with cgutils.for_range_slice(builder, start, row_bytes, line) as (offset, _):
+            builder.call(prefetch, [builder.gep(base, [offset]), read, all_levels, data])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit
@@ -12,7 +57,12 @@ def gather_rows(src, index, lo, hi, dst):
     """dst[i, :] = src[index[lo + i], :] for i < hi - lo. src (n, cols), dst (>= hi - lo, cols), same
     dtype; writes dst only."""
     cols = src.shape[1]
-    for i in range(hi - lo):
+    n = hi - lo
+    for i in range(min(PREFETCH_AHEAD, n)):
+        _prefetch_row(src, index[lo + i])
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            _prefetch_row(src, index[lo + i + PREFETCH_AHEAD])
         source = index[lo + i]
         for j in range(cols):
             dst[i, j] = src[source, j]
@@ -23,3 +73,9 @@ def gather_values(src, index, lo, hi, dst):
     """dst[i] = src[index[lo + i]] for i < hi - lo: the 1-D gather, for per-row sample weights."""
     for i in range(hi - lo):
         dst[i] = src[index[lo + i]]
+
+
+if numba.config.DISABLE_JIT:  # plain Python: the intrinsic cannot run, and a hint changes nothing
+
+    def _prefetch_row(src, row):  # noqa: F811
+        pass
