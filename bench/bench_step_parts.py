@@ -9,11 +9,14 @@ process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS
 - sgdfold: net.fit of 784-256-128-10 with plain SGD, one epoch of 4096 rows. Before: dW written by
   the BLAS, then the SGD pass (blas.accumulates() switched off); after: the step folded into the
   dW product.
+- thin: the forward product and the weight gradient of a layer with 3, 5 or 8 outputs (a few
+  classes) at 200 rows x 100 inputs, float32 and float64. Before: the BLAS; after: blas.gemm_nn /
+  gemm_tn (loops over a transposed copy in a stack buffer).
 - gather: one epoch of batch gathers from a shuffled X larger than the caches (45,000 x 100 at batch
   200, the scikit-learn drop-in's; 60,000 x 784 at 64 and 256), and from digits-sized data. Before:
   the plain copy loop; after: batch.gather_rows (rows prefetched PREFETCH_AHEAD ahead).
 
-    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold,gather]
+    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold,thin,gather]
 
 Prints microseconds (or samples/s) before and after and the ratio before / after.
 """
@@ -66,6 +69,19 @@ def _width1_loop(after, n, H, w, out, g, dw, dH):
             blas._cblas_gemm(blas.NO_TRANS, blas.NO_TRANS, m, 1, k, 1.0, H, k, w, 1, 0.0, out, 1)
             blas._cblas_gemm(blas.TRANS, blas.NO_TRANS, k, 1, m, 1.0, H, k, g, 1, 0.0, dw, 1)
             blas._cblas_gemm(blas.NO_TRANS, blas.TRANS, m, k, 1, 1.0, g, 1, w, 1, 0.0, dH, k)
+
+
+@njit
+def _thin_loop(after, n, H, w, out, g, dw):
+    m, k = H.shape
+    width = w.shape[1]
+    for _ in range(n):
+        if after:
+            blas.gemm_nn(H, w, out)
+            blas.gemm_tn(H, g, dw)
+        else:
+            blas._cblas_gemm(blas.NO_TRANS, blas.NO_TRANS, m, width, k, 1.0, H, k, w, width, 0.0, out, width)
+            blas._cblas_gemm(blas.TRANS, blas.NO_TRANS, k, width, m, 1.0, H, k, g, width, 0.0, dw, width)
 
 
 @njit
@@ -153,6 +169,21 @@ def sgdfold(rounds):
         print(f"sgdfold batch {batch}: {rate[0]:,.0f} -> {rate[1]:,.0f} samples/s ({rate[1] / rate[0]:.2f}x)")
 
 
+def thin(rounds):
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for width in (3, 5, 7, 8):
+            H = rng.standard_normal((200, 100)).astype(dtype)
+            w = rng.standard_normal((100, width)).astype(dtype)
+            g = rng.standard_normal((200, width)).astype(dtype)
+            args = (H, w, np.empty((200, width), dtype), g, np.empty((100, width), dtype))
+            before, after = _best(lambda s, n, a=args: _thin_loop(s == 1, n, *a), rounds, 1000)
+            print(
+                f"thin 200x100x{width} {np.dtype(dtype).name}, forward + dW: BLAS {before:.1f} -> "
+                f"loops {after:.1f} us ({before / after:.2f}x)"
+            )
+
+
 def gather(rounds):
     rng = np.random.default_rng(0)
     for (rows, cols), batch in (
@@ -175,12 +206,13 @@ def gather(rounds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--parts", default="relu,width1,sgdfold,gather")
+    parser.add_argument("--parts", default="relu,width1,sgdfold,thin,gather")
     args = parser.parse_args(argv)
     fb.set_num_threads(1)
     print(f"BLAS: {blas.backend()}; one thread; best of {args.rounds} interleaved rounds")
+    parts = {"relu": relu, "width1": width1, "sgdfold": sgdfold, "thin": thin, "gather": gather}
     for part in args.parts.split(","):
-        {"relu": relu, "width1": width1, "sgdfold": sgdfold, "gather": gather}[part](args.rounds)
+        parts[part](args.rounds)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,21 @@ import pytest
 from fastbp._kernels.cpu import blas
 from fastbp._kernels.jit import njit
 
-SHAPES = [(1, 1, 1), (1, 3, 2), (5, 1, 7), (7, 4, 1), (16, 33, 9), (64, 130, 70)]
+# Widths 1 and 2..THIN (7) take blas.py's loops; 8 and 9 the BLAS, as does the last nn product (n * k
+# over the loops' scratch).
+SHAPES = [
+    (1, 1, 1),
+    (1, 3, 2),
+    (5, 1, 7),
+    (7, 4, 1),
+    (16, 33, 9),
+    (64, 130, 70),
+    (203, 100, 5),
+    (9, 37, 6),
+    (12, 20, 8),
+    (6, 5, 3),
+    (11, 300, 7),
+]
 
 
 def operands(m, k, n, dtype, seed=0):
