@@ -60,7 +60,7 @@ from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.fastmath import fast_exp
 from fastbp._kernels.cpu.steps import backward, forward, output_delta, region
-from fastbp._kernels.jit import njit
+from fastbp._kernels.jit import FALSE, ZERO, njit
 from fastbp.network import Sequential
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -275,9 +275,9 @@ def train_epoch(
             sw_sum = 0.0
             for i in range(rows):
                 sw_sum += float(Wb[i])
-        out = forward(li, lf, gu, params, ws, Xb, rows, False, 0, 0)
+        out = forward(li, lf, gu, params, ws, Xb, rows, FALSE, ZERO, ZERO)
         data = output_loss_and_delta(kind, out, Yb, Wb, sw_sum, clip, output_delta(li, gu, ws, rows))
-        backward(li, lf, gu, params, grads, ws, Xb, rows, False)
+        backward(li, lf, gu, params, grads, ws, Xb, rows, FALSE)
         if adam:
             step = t0 + b + 1
             lr_t = lr * math.sqrt(1.0 - hyper[1] ** step) / (1.0 - hyper[0] ** step)
@@ -311,9 +311,9 @@ def loss_and_gradient(li, lf, gu, kind, clip, alpha, params, grads, total, ws, X
         Xb[:, :] = X[start : start + rows]
         Yb[:, :] = Y[start : start + rows]
         Wb = sample_weight[start : start + rows] if weighted else sample_weight
-        out = forward(li, lf, gu, params, ws, Xb, rows, False, 0, 0)
+        out = forward(li, lf, gu, params, ws, Xb, rows, FALSE, ZERO, ZERO)
         data += output_loss_and_delta(kind, out, Yb, Wb, sw_sum, clip, output_delta(li, gu, ws, rows))
-        backward(li, lf, gu, params, grads, ws, Xb, rows, False)
+        backward(li, lf, gu, params, grads, ws, Xb, rows, FALSE)
         if n > capacity:
             if start == 0:
                 total[:] = grads

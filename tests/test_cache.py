@@ -74,3 +74,34 @@ def test_the_locators_come_first_once():
     assert locators[:2] == [cache.UserProvidedLocator, cache.InTreeLocator]
     assert locators.count(cache.InTreeLocator) == 1
     assert os.path.isdir(cache.PACKAGE)
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="needs the JIT")
+def test_kernels_are_not_compiled_again_for_constant_arguments():
+    """Kernels hand flags to other kernels as plain values (jit.TRUE / FALSE / ZERO), never as
+    constants: a literal True is a type of its own to Numba, which then compiled the whole forward
+    pass a second time beside the copy Python's calls use (fit, then predict)."""
+    import numpy as np
+
+    import fastbp as fb
+    from fastbp._kernels.cpu import activations, online, steps
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    net = fb.Sequential(fb.Dense(5, 8), fb.ReLU(), fb.Dense(8, 3), loss="cross_entropy", seed=0)
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0)  # mini-batches
+    net.fit(X, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)  # the online kernels
+    net.predict(X)
+    kernels = [
+        steps.forward,
+        steps.backward,
+        steps.backward_sgd,
+        steps.weight_penalty,
+        online.sample_backward,
+        activations.activation_backward,
+    ]
+    for kernel in kernels:
+        assert kernel.signatures, kernel  # the fits above ran it
+        literal = [sig for sig in kernel.signatures if any(isinstance(t, numba.types.Literal) for t in sig)]
+        assert not literal, (kernel, literal)

@@ -4,6 +4,7 @@ import functools
 import math
 
 import numba
+import numpy as np
 
 from fastbp import config
 from fastbp._kernels import cache
@@ -14,6 +15,12 @@ cache.install()  # before any kernel is decorated: see cache.py
 njit = functools.partial(
     numba.njit, cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True
 )
+
+# Flags and counts that kernels pass to other kernels as constants. Numba compiles a callee once per
+# constant argument it is given (`f(x, True)` types the flag as Literal[bool](True), a type of its
+# own), so a literal True compiled the whole forward pass again beside the copy that Python's calls
+# (a plain bool) use. NumPy scalars held in globals type as plain bool / int64.
+TRUE, FALSE, ZERO = np.bool_(True), np.bool_(False), np.int64(0)
 
 
 @njit

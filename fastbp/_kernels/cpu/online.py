@@ -10,7 +10,7 @@ fused into that walk, W[i, :] -= lr * a[i] * d, so the gradient is never stored.
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
 from fastbp._kernels.cpu.steps import region, weights
-from fastbp._kernels.jit import njit
+from fastbp._kernels.jit import FALSE, njit
 
 
 @njit
@@ -93,7 +93,7 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr, defer_first):
         A = region(ws, capacity, li[layer, P.A_UNIT], 1, n_out)
         dW, db = weights(grads, li, layer)
         W, b = weights(params, li, layer)
-        activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, G, False, db)
+        activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, G, FALSE, db)
         d = G[0]
         a_prev = x[0] if layer == 0 else region(ws, capacity, li[layer - 1, P.A_UNIT], 1, n_in)[0]
         g_prev = region(ws, capacity, there, 1, n_in)[0]

@@ -12,7 +12,7 @@ from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
 from fastbp._kernels.cpu.blas import gemm_nn, gemm_nt, gemm_tn, gemm_tn_update
 from fastbp._kernels.cpu.losses import loss_and_output_grad
-from fastbp._kernels.jit import njit
+from fastbp._kernels.jit import TRUE, njit
 
 
 @njit
@@ -256,4 +256,4 @@ def loss_and_grad(
     G = output_delta(li, gu, ws, rows)
     loss = loss_and_output_grad(loss_code, loss_param, out, Y, weights, G)
     backward(li, lf, gu, params, grads, ws, X, rows, training)
-    return loss + weight_penalty(li, params, grads, l1, l2, True)
+    return loss + weight_penalty(li, params, grads, l1, l2, TRUE)

@@ -18,7 +18,7 @@ from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_gr
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_scaled
 from fastbp._kernels.cpu.steps import backward, backward_sgd, forward, output_delta, region, weight_penalty
-from fastbp._kernels.jit import is_finite, njit
+from fastbp._kernels.jit import FALSE, TRUE, is_finite, njit
 
 
 @njit
@@ -136,16 +136,16 @@ def batch_steps(
         gather_rows(Y, perm, start, start + rows, Yb)
         if weighted:
             gather_values(sample_weight, perm, start, start + rows, Wb)
-        out = forward(li, lf, gu, params, ws, Xb, rows, True, seed, step0 + k)
+        out = forward(li, lf, gu, params, ws, Xb, rows, TRUE, seed, step0 + k)
         loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, rows))
         batch_correct[k] = count_correct(loss_code, out, Yb)
         if fusable and lrs[k] > 0.0:
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
-            backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, True, lrs[k])
+            backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, TRUE, lrs[k])
             continue
-        backward(li, lf, gu, params, grads, ws, Xb, rows, True)
+        backward(li, lf, gu, params, grads, ws, Xb, rows, TRUE)
         batch_losses[k] = penalized_step(
             li, l1, l2, params, grads, kind, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
         )
@@ -204,13 +204,13 @@ def online_steps(
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
-            sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k], True)
+            sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k], TRUE)
             if k + 1 < n_batches:
                 pending_x, pending_lr = Xb, lrs[k]
             else:
                 flush_first_layer(li, gu, params, ws, Xb, lrs[k])
             continue
-        sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0, False)
+        sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0, FALSE)
         batch_losses[k] = penalized_step(
             li, l1, l2, params, grads, kind, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
         )
@@ -224,7 +224,7 @@ def penalized_step(li, l1, l2, params, grads, kind, slots, scalars, hyper, step,
     """Add the L1/L2 penalty to the batch's loss and its gradient, then take optimizer step `step`
     (1-based) on the gradient clipped to max_norm (> 0). Returns the loss with the penalty; when
     that is not finite, nothing is updated."""
-    loss += weight_penalty(li, params, grads, l1, l2, True)
+    loss += weight_penalty(li, params, grads, l1, l2, TRUE)
     if not is_finite(loss):
         return loss
     # Clipping folds its factor into the optimizer's single pass over the buffers.
