@@ -9,7 +9,7 @@ from conftest import fit_and_replay, fresh_asm
 
 import fastbp as fb
 from fastbp import reference
-from fastbp._kernels.cpu.batch import gather_rows, gather_values
+from fastbp._kernels.cpu.batch import PREFETCH_MIN_BYTES, gather_rows, gather_values
 from fastbp._kernels.cpu.steps import PENALTY_BLOCK, weight_penalty
 
 # (penalty relative tolerance, gradient rtol, gradient atol) per dtype: float32 sums run in float32
@@ -139,12 +139,26 @@ def test_gather_rows_equals_fancy_indexing(dtype, cols, rng):
         np.testing.assert_array_equal(dst[hi - lo :], -7.0)  # rows past the batch are not written
 
 
+@pytest.mark.parametrize("rows", [50, 3000])
+def test_gather_rows_below_and_above_the_prefetch_size(rows, rng):
+    """Both sides of PREFETCH_MIN_BYTES (3,000 x 100 float64 is 2.4 MB), batches of every length."""
+    src = rng.normal(size=(rows, 100))
+    assert (src.nbytes >= PREFETCH_MIN_BYTES) == (rows == 3000)
+    perm = rng.permutation(rows)
+    for lo, hi in ((0, 1), (1, 4), (4, 9), (9, 50)):
+        dst = np.full((hi - lo + 1, 100), -7.0)
+        gather_rows(src, perm, lo, hi, dst)
+        np.testing.assert_array_equal(dst[:-1], src[perm[lo:hi]])
+        np.testing.assert_array_equal(dst[-1], -7.0)
+
+
 def test_gather_rows_from_strided_views(rng):
     """Rows that are not contiguous (a column slice of X): the prefetch hint then covers other bytes,
     which must change nothing."""
-    big = rng.normal(size=(40, 12))
-    src = big[:, ::3]
-    perm = rng.permutation(40)
+    big = rng.normal(size=(40_000, 12))
+    src = big[:, ::3]  # 1.3 MB of elements: prefetched
+    assert src.size * src.itemsize >= PREFETCH_MIN_BYTES
+    perm = rng.permutation(40_000)
     dst = np.empty((16, 4))
     gather_rows(src, perm, 8, 24, dst)
     np.testing.assert_array_equal(dst, src[perm[8:24]])
@@ -152,7 +166,8 @@ def test_gather_rows_from_strided_views(rng):
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
 def test_gather_rows_prefetches_ahead():
-    """The prefetch (batch.py: rows PREFETCH_AHEAD ahead) is in the machine code."""
+    """The prefetch (batch.py: rows PREFETCH_AHEAD ahead, for an X of PREFETCH_MIN_BYTES or more)
+    is in the machine code."""
     src = np.ones((64, 100), np.float32)
     asm = fresh_asm(gather_rows.py_func, src, np.arange(64), 0, 32, np.empty((32, 100), np.float32))
     assert re.search(r"\bprefetch", asm)

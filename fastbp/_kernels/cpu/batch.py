@@ -6,8 +6,10 @@ compiled to a copy several times slower per batch (bench/bench_penalty_gather.py
 The rows are random, so when X is larger than the caches each row is a wait on memory. gather_rows
 asks for the row PREFETCH_AHEAD places ahead while it copies the current one, so several rows are
 in flight at once. bench/bench_step_parts.py's "gather" part (one thread, Zen 3): batches of 200
-rows from a 45,000 x 100 float32 X (the scikit-learn drop-in's) 1.42x faster, 64 rows of 60,000 x
-784 1.07-1.14x, 256 rows 1.00-1.13x over runs; data that fits the caches the same within noise.
+rows from a 45,000 x 100 float32 X (the scikit-learn drop-in's) 1.42-1.60x faster, 64 and 256 rows
+of 60,000 x 784 0.94-1.14x over runs. From an X that fits a core's L2 cache (digits: 345 KB) the
+prefetches cost up to ~15% (0.4 us a batch) and bought nothing, so below PREFETCH_MIN_BYTES there
+are none.
 """
 
 import numba
@@ -19,6 +21,7 @@ from numba.extending import intrinsic
 from fastbp._kernels.jit import njit
 
 PREFETCH_AHEAD = 4
+PREFETCH_MIN_BYTES = 1 << 20
 _CACHE_LINE = 64
 
 
@@ -58,11 +61,12 @@ def gather_rows(src, index, lo, hi, dst):
     dtype; writes dst only."""
     cols = src.shape[1]
     n = hi - lo
-    for i in range(min(PREFETCH_AHEAD, n)):
+    ahead = PREFETCH_AHEAD if src.size * src.itemsize >= PREFETCH_MIN_BYTES else 0
+    for i in range(min(ahead, n)):
         _prefetch_row(src, index[lo + i])
     for i in range(n):
-        if i + PREFETCH_AHEAD < n:
-            _prefetch_row(src, index[lo + i + PREFETCH_AHEAD])
+        if i + ahead < n and ahead > 0:
+            _prefetch_row(src, index[lo + i + ahead])
         source = index[lo + i]
         for j in range(cols):
             dst[i, j] = src[source, j]
