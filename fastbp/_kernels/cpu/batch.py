@@ -7,9 +7,9 @@ The rows are random, so when X is larger than the caches each row is a wait on m
 asks for the row PREFETCH_AHEAD places ahead while it copies the current one, so several rows are
 in flight at once. bench/bench_step_parts.py's "gather" part (one thread, Zen 3): batches of 200
 rows from a 45,000 x 100 float32 X (the scikit-learn drop-in's) 1.42-1.60x faster, 64 and 256 rows
-of 60,000 x 784 0.94-1.14x over runs. From an X that fits a core's L2 cache (digits: 345 KB) the
-prefetches cost up to ~15% (0.4 us a batch) and bought nothing, so below PREFETCH_MIN_BYTES there
-are none.
+of 60,000 x 784 0.93-1.17x over runs (noise-level: the hardware streams such long rows itself).
+From an X that fits a core's L2 cache (digits: 345 KB) the prefetches cost up to ~15% (0.4 us a
+batch) and bought nothing, so below PREFETCH_MIN_BYTES there are none.
 """
 
 import numba

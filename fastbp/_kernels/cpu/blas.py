@@ -190,10 +190,10 @@ def _row_major(A):
 # as plain loops: OpenBLAS took 4.8-6.8 us for each of the three at 200 rows x 100 inputs, the loops
 # 2.0-3.0 us (Zen 3, float32, one thread). Up to THIN outputs (a few classes), the forward product
 # and the weight gradient run as loops over a transposed copy in a stack buffer (_thin_nn, _thin_tn):
-# the two at 200 x 100 x 5 took 15.3 us against the BLAS's 21.2 in float32 and 18.5 against 36.9 in
-# float64 (bench/bench_step_parts.py "thin"; widths 3-7 gained 1.2-3.5x). At width 8 OpenBLAS's
-# kernel won (0.71-0.75x in float32), and delta @ W.T (the inner dimension thin) lost to the BLAS at
-# every width tried, so those stay in the BLAS.
+# the two at 200 x 100 x 5 took 16.0 us against the BLAS's 19.4 in float32 and 22.4 against 41.0 in
+# float64 (bench/bench_step_parts.py "thin", bench/runs/2026-11-30c; widths 3-7 gained 1.2-2.9x over
+# runs). At width 8 OpenBLAS's kernel won or tied (0.71-1.0x), and delta @ W.T (the inner dimension
+# thin) lost to the BLAS at every width tried, so those stay in the BLAS.
 THIN = 7
 # Elements of the stack buffer the thin loops use (16 KB in float64); wider layers take the BLAS.
 SCRATCH = 2048
