@@ -1,4 +1,4 @@
-"""Three parts of a training step, each before and after its change, timed side by side in one
+"""Five parts of a training step, each before and after its change, timed side by side in one
 process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS):
 
 - relu: bias + ReLU right after the layer's GEMM. Before: the bias pass, then `a = a if a > 0
@@ -9,9 +9,9 @@ process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS
 - sgdfold: net.fit of 784-256-128-10 with plain SGD, one epoch of 4096 rows. Before: dW written by
   the BLAS, then the SGD pass (blas.accumulates() switched off); after: the step folded into the
   dW product.
-- thin: the forward product and the weight gradient of a layer with 3, 5 or 8 outputs (a few
-  classes) at 200 rows x 100 inputs, float32 and float64. Before: the BLAS; after: blas.gemm_nn /
-  gemm_tn (loops over a transposed copy in a stack buffer).
+- thin: the forward product and the weight gradient of a layer with 3, 5, 7 or 8 outputs (a few
+  classes; 8 stays in the BLAS) at 200 rows x 100 inputs, float32 and float64. Before: the BLAS;
+  after: blas.gemm_nn / gemm_tn (loops over a transposed copy in a stack buffer).
 - gather: one epoch of batch gathers from a shuffled X larger than the caches (45,000 x 100 at batch
   200, the scikit-learn drop-in's; 60,000 x 784 at 64 and 256), and from digits-sized data. Before:
   the plain copy loop; after: batch.gather_rows (rows prefetched PREFETCH_AHEAD ahead).
@@ -58,30 +58,21 @@ def _relu_loop(after, n, X, W, Z, bias):
 
 
 @njit
-def _width1_loop(after, n, H, w, out, g, dw, dH):
-    m, k = H.shape
-    for _ in range(n):
-        if after:
-            blas.gemm_nn(H, w, out)
-            blas.gemm_tn(H, g, dw)
-            blas.gemm_nt(g, w, dH)
-        else:
-            blas._cblas_gemm(blas.NO_TRANS, blas.NO_TRANS, m, 1, k, 1.0, H, k, w, 1, 0.0, out, 1)
-            blas._cblas_gemm(blas.TRANS, blas.NO_TRANS, k, 1, m, 1.0, H, k, g, 1, 0.0, dw, 1)
-            blas._cblas_gemm(blas.NO_TRANS, blas.TRANS, m, k, 1, 1.0, g, 1, w, 1, 0.0, dH, k)
-
-
-@njit
-def _thin_loop(after, n, H, w, out, g, dw):
+def _output_layer_loop(after, n, H, w, out, g, dw, dH):
+    """The output layer's products: forward and dW, and dX where dH is not empty."""
     m, k = H.shape
     width = w.shape[1]
     for _ in range(n):
         if after:
             blas.gemm_nn(H, w, out)
             blas.gemm_tn(H, g, dw)
+            if dH.size:
+                blas.gemm_nt(g, w, dH)
         else:
             blas._cblas_gemm(blas.NO_TRANS, blas.NO_TRANS, m, width, k, 1.0, H, k, w, width, 0.0, out, width)
             blas._cblas_gemm(blas.TRANS, blas.NO_TRANS, k, width, m, 1.0, H, k, g, width, 0.0, dw, width)
+            if dH.size:
+                blas._cblas_gemm(blas.NO_TRANS, blas.TRANS, m, k, width, 1.0, g, width, w, width, 0.0, dH, k)
 
 
 @njit
@@ -140,7 +131,7 @@ def width1(rounds):
     g = rng.standard_normal((200, 1)).astype(np.float32)
     dw = np.empty((100, 1), np.float32)
     dH = np.empty((200, 100), np.float32)
-    before, after = _best(lambda s, n: _width1_loop(s == 1, n, H, w, out, g, dw, dH), rounds, 2000)
+    before, after = _best(lambda s, n: _output_layer_loop(s == 1, n, H, w, out, g, dw, dH), rounds, 2000)
     print(
         f"width1 200x100x1, forward + dW + dX: BLAS {before:.2f} -> loops {after:.2f} us "
         f"({before / after:.2f}x)"
@@ -176,8 +167,15 @@ def thin(rounds):
             H = rng.standard_normal((200, 100)).astype(dtype)
             w = rng.standard_normal((100, width)).astype(dtype)
             g = rng.standard_normal((200, width)).astype(dtype)
-            args = (H, w, np.empty((200, width), dtype), g, np.empty((100, width), dtype))
-            before, after = _best(lambda s, n, a=args: _thin_loop(s == 1, n, *a), rounds, 1000)
+            args = (
+                H,
+                w,
+                np.empty((200, width), dtype),
+                g,
+                np.empty((100, width), dtype),
+                np.empty((0, 0), dtype),
+            )
+            before, after = _best(lambda s, n, a=args: _output_layer_loop(s == 1, n, *a), rounds, 1000)
             print(
                 f"thin 200x100x{width} {np.dtype(dtype).name}, forward + dW: BLAS {before:.1f} -> "
                 f"loops {after:.1f} us ({before / after:.2f}x)"
