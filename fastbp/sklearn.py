@@ -57,9 +57,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
-from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.fastmath import fast_exp
-from fastbp._kernels.cpu.steps import backward, forward, output_delta, region
+from fastbp._kernels.cpu.steps import backward, forward, gather_batch, output_delta, region
 from fastbp._kernels.jit import FALSE, ZERO, njit
 from fastbp.network import Sequential
 
@@ -254,24 +253,15 @@ def train_epoch(
     the penalty 0.5 alpha |W|^2 / sum(w) added: scikit-learn's Adam (adam=True; hyper = beta_1, beta_2,
     epsilon; m, v the moments; t0 steps taken before) or its SGD (hyper = momentum, nesterov;
     m the velocities). sample_weight (n,) weighs rows; empty: unweighted. Writes each batch's loss."""
-    capacity = ws.size // gu[P.TOTAL_UNITS]
     n = perm.size
-    n_in = li[0, P.N_IN]
-    k = Y.shape[1]
     weighted = sample_weight.size > 0
-    w_start = capacity * gu[P.SW_UNIT]
     n_batches = (n + batch_size - 1) // batch_size
     for b in range(n_batches):
         start = b * batch_size
         rows = min(batch_size, n - start)
-        Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
-        Yb = region(ws, capacity, gu[P.Y_UNIT], rows, k)
-        Wb = ws[w_start : w_start + rows] if weighted else sample_weight
-        gather_rows(X, perm, start, start + rows, Xb)
-        gather_rows(Y, perm, start, start + rows, Yb)
+        Xb, Yb, Wb = gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows)
         sw_sum = float(rows)
         if weighted:
-            gather_values(sample_weight, perm, start, start + rows, Wb)
             sw_sum = 0.0
             for i in range(rows):
                 sw_sum += float(Wb[i])

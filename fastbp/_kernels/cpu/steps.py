@@ -10,6 +10,7 @@ from numba.extending import overload
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
+from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.blas import gemm_nn, gemm_nt, gemm_tn, gemm_tn_update
 from fastbp._kernels.cpu.losses import loss_and_output_grad
 from fastbp._kernels.jit import TRUE, njit
@@ -20,6 +21,23 @@ def region(ws, capacity, unit, rows, cols):
     """The (rows, cols) view of the workspace region that starts at `unit` row units."""
     start = capacity * unit
     return ws[start : start + rows * cols].reshape((rows, cols))
+
+
+@njit
+def gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows):
+    """Copy the rows perm[start : start + rows] of X, Y and sample_weight (empty: unweighted) into
+    their workspace regions; returns the views (Xb, Yb, Wb). Wb is sample_weight itself when empty."""
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    Xb = region(ws, capacity, gu[P.IN_UNIT], rows, li[0, P.N_IN])
+    Yb = region(ws, capacity, gu[P.Y_UNIT], rows, Y.shape[1])
+    gather_rows(X, perm, start, start + rows, Xb)
+    gather_rows(Y, perm, start, start + rows, Yb)
+    if sample_weight.size == 0:
+        return Xb, Yb, sample_weight
+    w_start = capacity * gu[P.SW_UNIT]
+    Wb = ws[w_start : w_start + rows]
+    gather_values(sample_weight, perm, start, start + rows, Wb)
+    return Xb, Yb, Wb
 
 
 @njit

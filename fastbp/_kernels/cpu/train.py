@@ -12,12 +12,18 @@ split (one run each, machine under load; the online kernels share most of their 
 import numpy as np
 
 from fastbp._kernels import plan as P
-from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.blas import accumulates
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_scaled
-from fastbp._kernels.cpu.steps import backward, backward_sgd, forward, output_delta, region, weight_penalty
+from fastbp._kernels.cpu.steps import (
+    backward,
+    backward_sgd,
+    forward,
+    gather_batch,
+    output_delta,
+    weight_penalty,
+)
 from fastbp._kernels.jit import FALSE, TRUE, is_finite, njit
 
 
@@ -118,24 +124,13 @@ def batch_steps(
     batch_correct,
 ):
     """train_steps for mini-batches (and batch 1 with dropout): each batch gathered into the workspace."""
-    capacity = ws.size // gu[P.TOTAL_UNITS]
     n = perm.size
-    n_in = li[0, P.N_IN]
-    ky = Y.shape[1]
-    weighted = sample_weight.size > 0
-    w_start = capacity * gu[P.SW_UNIT]
     # Plain SGD folds its step into the weight-gradient GEMM (steps.backward_sgd) where the BLAS can.
     fusable = is_plain_step(kind, hyper, l1, l2, max_norm) and accumulates()
     for k in range(n_batches):
         start = (first_batch + k) * batch_size
         rows = min(batch_size, n - start)
-        Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
-        Yb = region(ws, capacity, gu[P.Y_UNIT], rows, ky)
-        Wb = ws[w_start : w_start + rows] if weighted else sample_weight
-        gather_rows(X, perm, start, start + rows, Xb)
-        gather_rows(Y, perm, start, start + rows, Yb)
-        if weighted:
-            gather_values(sample_weight, perm, start, start + rows, Wb)
+        Xb, Yb, Wb = gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows)
         out = forward(li, lf, gu, params, ws, Xb, rows, TRUE, seed, step0 + k)
         loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, rows))
         batch_correct[k] = count_correct(loss_code, out, Yb)
