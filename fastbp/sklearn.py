@@ -57,6 +57,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
+from fastbp._kernels.cpu.batch import copy_rows
 from fastbp._kernels.cpu.fastmath import fast_exp
 from fastbp._kernels.cpu.steps import backward, forward, gather_batch, output_delta, region
 from fastbp._kernels.jit import FALSE, ZERO, njit
@@ -298,19 +299,19 @@ def loss_and_gradient(li, lf, gu, kind, clip, alpha, params, grads, total, ws, X
         rows = min(capacity, n - start)
         Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
         Yb = region(ws, capacity, gu[P.Y_UNIT], rows, k)
-        Xb[:, :] = X[start : start + rows]
-        Yb[:, :] = Y[start : start + rows]
+        copy_rows(X, start, Xb)
+        copy_rows(Y, start, Yb)
         Wb = sample_weight[start : start + rows] if weighted else sample_weight
         out = forward(li, lf, gu, params, ws, Xb, rows, FALSE, ZERO, ZERO)
         data += output_loss_and_delta(kind, out, Yb, Wb, sw_sum, clip, output_delta(li, gu, ws, rows))
         backward(li, lf, gu, params, grads, ws, Xb, rows, FALSE)
         if n > capacity:
-            if start == 0:
-                total[:] = grads
-            else:
-                total += grads
+            # Loops, not total[:] = grads: see batch.copy_rows on what such an assignment compiles.
+            for i in range(grads.size):
+                total[i] = grads[i] if start == 0 else total[i] + grads[i]
     if n > capacity:
-        grads[:] = total
+        for i in range(grads.size):
+            grads[i] = total[i]
     return data / sw_sum + l2_penalty(li, params, grads, alpha / sw_sum)
 
 

@@ -70,25 +70,39 @@ def test_accumulates_where_numpys_openblas_is_bound():
     assert blas.accumulates() == (not blas.backend().startswith("np.dot (Numba"))
 
 
-def test_an_empty_inner_dimension_gives_zeros():
+@pytest.mark.parametrize("name", ["nn", "tn", "nt"])
+def test_an_empty_inner_dimension_gives_zeros(name):
     A, B = np.zeros((3, 0), np.float32), np.zeros((0, 2), np.float32)
+    args = {"nn": (A, B), "tn": (np.ascontiguousarray(A.T), B), "nt": (A, np.ascontiguousarray(B.T))}
     C = np.full((3, 2), np.nan, np.float32)
-    blas.gemm_nn(A, B, C)
+    getattr(blas, f"gemm_{name}")(*args[name], C)
     np.testing.assert_array_equal(C, 0)
 
 
 @njit
-def _through_strided_views(A, B, C):
-    # Every other column: "A"-layout views whose rows are not back to back.
-    blas.gemm_nn(A[:, ::2], B[::2, :], C)
+def _through_strided_views(A, B, C, C_update):
+    # Every other column or row: "A"-layout views whose rows are not back to back.
+    blas.gemm_nn(A[:, ::2], B[::2, :], C[0])
+    blas.gemm_tn(A.T[::2, :], B[::2, :], C[1])
+    blas.gemm_nt(A[:, ::2], B.T[:, ::2], C[2])
+    blas.gemm_tn_update(A.T[::2, :], B[::2, :], C_update[:, ::2], -0.5)
 
 
 @pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
-def test_views_with_gaps_take_the_np_dot_path():
-    A, B = operands(6, 10, 4, np.float64)
-    C = np.zeros((6, 4))
-    _through_strided_views(A, B, C)
-    np.testing.assert_allclose(C, A[:, ::2] @ B[::2, :], rtol=1e-12)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_views_with_gaps_take_the_loop_path(dtype):
+    A, B = operands(6, 10, 4, dtype)
+    want = A[:, ::2].astype(np.float64) @ B[::2, :].astype(np.float64)
+    C = np.full((3, 6, 4), np.nan, dtype=dtype)  # beta 0: C's old values must not be read
+    rng = np.random.default_rng(2)
+    C_update = rng.normal(size=(6, 8)).astype(dtype)
+    before = C_update.copy()
+    _through_strided_views(A, B, C, C_update)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for product in C:
+        np.testing.assert_allclose(product, want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(C_update[:, ::2], before[:, ::2] - 0.5 * want, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(C_update[:, 1::2], before[:, 1::2])
 
 
 def test_numpys_openblas_is_used_where_numpy_bundles_it():

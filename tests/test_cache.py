@@ -102,6 +102,49 @@ def test_kernels_are_not_compiled_again_for_constant_arguments():
         activations.activation_backward,
     ]
     for kernel in kernels:
-        assert kernel.signatures, kernel  # the fits above ran it
-        literal = [sig for sig in kernel.signatures if any(isinstance(t, numba.types.Literal) for t in sig)]
+        # What this process compiled, and what the cache holds (a kernel that came from the cache
+        # inside its caller's machine code has no signatures of its own here).
+        signatures = list(kernel.signatures) + [key[0] for key in _cache_index(kernel)]
+        assert signatures, kernel  # the fits above ran it
+        literal = [sig for sig in signatures if any(isinstance(t, numba.types.Literal) for t in sig)]
         assert not literal, (kernel, literal)
+
+
+def _cache_index(kernel) -> dict:
+    """The kernel's live cache entries, {(signature, ...): data file name}, through Numba's own
+    reader (it drops an index whose source stamp is stale; old data files may stay beside it)."""
+    return kernel._cache._cache_file._load_index()
+
+
+# Numba library code a training step never runs but once cost seconds of every cold compile: the
+# error message of an array-to-array slice assignment (str/repr of shapes, string joins) and
+# np.dot with its layouts, for a fallback branch (blas._loop_gemm replaced it).
+_COLD_COMPILE_WEIGHT = (b"raise_with_shape_context", b"cpython7unicode", b"linalg5dot_")
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="needs the JIT")
+def test_the_training_kernels_carry_no_string_or_np_dot_code():
+    """Read in the machine code the cache holds (Numba will not show the IR of cached code): the
+    symbol names are plain bytes in its data files."""
+    import numpy as np
+
+    import fastbp as fb
+    from fastbp._kernels.cpu import steps, train
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    net = fb.Sequential(fb.Dense(5, 8), fb.Tanh(), fb.Dense(8, 3), loss="cross_entropy", seed=0)
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    net.fit(X, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)
+    net.predict(X)
+    for kernel in (train.batch_steps, train.online_steps, steps.forward):
+        data = _cache_index(kernel).values()
+        assert data, kernel
+        for name in data:
+            path = os.path.join(kernel._cache._cache_file._cache_path, name)
+            with open(path, "rb") as f:
+                code = f.read()
+            assert kernel.py_func.__name__.encode() in code, path  # the symbols are readable
+            found = [name for name in _COLD_COMPILE_WEIGHT if name in code]
+            assert not found, (path, found)

@@ -21,6 +21,7 @@ stores: measured after their GEMM, they cost nothing there.
 
 import math
 
+from fastbp._kernels.cpu.batch import copy_rows
 from fastbp._kernels.cpu.fastmath import (
     fast_erfc,
     fast_exp,
@@ -246,7 +247,7 @@ def bias_activation_forward(code, param, Z, bias, A):
         # These add the bias in their own loop (see the module's note on masked stores). A separate
         # A (LeakyReLU's negative slope keeps z) starts as z without the bias; both then get it.
         if Z.ctypes.data != A.ctypes.data:
-            A[:, :] = Z
+            copy_rows(Z, 0, A)
             add_bias(Z, bias)
         if code == RELU:
             relu_forward(bias, A)
@@ -267,7 +268,7 @@ def bias_activation_forward(code, param, Z, bias, A):
         return
     # The rest map one array in place; a separate A is first filled with z.
     if Z.ctypes.data != A.ctypes.data:
-        A[:, :] = Z
+        copy_rows(Z, 0, A)
     if code == SIGMOID:
         sigmoid_forward(A)
     elif code == TANH:

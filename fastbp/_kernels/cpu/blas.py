@@ -33,7 +33,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from fastbp._kernels.jit import njit
+from fastbp._kernels.jit import FALSE, TRUE, njit
 
 FLOAT32_SYMBOL = "fastbp_cblas_sgemm"
 FLOAT64_SYMBOL = "fastbp_cblas_dgemm"
@@ -320,12 +320,31 @@ def _thin_tn(A, B, C, T):
 
 
 @njit
+def _loop_gemm(trans_a, trans_b, A, B, C, alpha, beta):
+    """C = alpha op(A) @ op(B) + beta C as plain loops (op transposes where trans_*), for operands of
+    any strides and for empty ones: the views the BLAS call does not take (the kernels pass
+    contiguous buffers, so training never comes here). Loops rather than np.dot, and flags rather
+    than transposed views, so that this compiles once for the callers' array types: np.dot's four
+    layouts cost ~1.5 s of every cold first fit, for this branch. With beta 0, C is not read."""
+    m, n = C.shape
+    k = A.shape[0] if trans_a else A.shape[1]
+    t = C.dtype.type
+    a, b = t(alpha), t(beta)
+    for i in range(m):
+        for j in range(n):
+            s = t(0)
+            for p in range(k):
+                s += (A[p, i] if trans_a else A[i, p]) * (B[j, p] if trans_b else B[p, j])
+            C[i, j] = a * s + b * C[i, j] if beta != 0.0 else a * s
+
+
+@njit
 def gemm_nn(A, B, C):
     """C = A @ B; A (m, k), B (k, n), C (m, n)."""
     m, k = A.shape
     n = B.shape[1]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        np.dot(A, B, C)
+        _loop_gemm(FALSE, FALSE, A, B, C, 1.0, 0.0)
         return
     if n == 1:
         _dots(A, _column(B), _column(C))
@@ -342,7 +361,7 @@ def gemm_tn(A, B, C):
     k, m = A.shape
     n = B.shape[1]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        np.dot(A.T, B, C)
+        _loop_gemm(TRUE, FALSE, A, B, C, 1.0, 0.0)
         return
     if n == 1:
         _row_sum(A, _column(B), _column(C))
@@ -359,7 +378,7 @@ def gemm_nt(A, B, C):
     m, k = A.shape
     n = B.shape[0]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        np.dot(A, B.T, C)
+        _loop_gemm(FALSE, TRUE, A, B, C, 1.0, 0.0)
         return
     if k == 1:
         _outer(_column(A), _column(B), C)
@@ -376,7 +395,7 @@ def gemm_tn_update(A, B, C, alpha):
     if m == 0 or n == 0 or k == 0:
         return
     if not (_row_major(A) and _row_major(B) and _row_major(C)):
-        C += alpha * np.dot(A.T, B)
+        _loop_gemm(TRUE, FALSE, A, B, C, alpha, 1.0)
         return
     _cblas_gemm(TRANS, NO_TRANS, m, n, k, alpha, A, m, B, n, 1.0, C, n)
 
