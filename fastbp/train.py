@@ -14,10 +14,18 @@ import numpy as np
 
 from fastbp import cuda as cuda_mod
 from fastbp import optim as optim_mod
-from fastbp._kernels.cpu.train import train_steps
+from fastbp._kernels.cache import will_compile
+from fastbp._kernels.cpu.train import loop_for, train_steps
 from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
+# Shown (verbose >= 1) when the first chunk's compiled loop is neither in memory nor in Numba's cache:
+# otherwise the first fit after an install or upgrade sits at 0% for about a minute (57-70 s on
+# this project's 2-core machine) with no word of why.
+COMPILE_NOTICE = (
+    "fastbp: compiling the training kernels for {dtype} (once: later runs load them from the cache). "
+    "This can take a minute or two."
+)
 
 
 class History:
@@ -160,6 +168,13 @@ class _Progress:
         elif self.mode == 2:
             print(f"epoch {epoch + 1}/{self.epochs}  {text}", file=self.file, flush=True)
 
+    def note(self, text: str) -> None:
+        """A line above the bar (or on its own where there is none); nothing with verbose=0."""
+        if self.bar is not None:
+            self.tqdm.write(text, file=self.file)
+        elif self.mode:
+            print(text, file=self.file, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -243,7 +258,7 @@ def fit(
                     lrs *= opt.lr_scale
                     backup.save()
                     tick = time.perf_counter()
-                    ran = steps(
+                    args = (
                         net._li,
                         net._lf,
                         net._gu,
@@ -272,6 +287,10 @@ def fit(
                         losses[done : done + count],
                         correct[done : done + count],
                     )
+                    first = gpu is None and epoch == 0 and done == 0
+                    if first and will_compile(loop_for(net._li, batch), args):
+                        progress.note(COMPILE_NOTICE.format(dtype=np.dtype(net.dtype).name))
+                    ran = steps(*args)
                     elapsed = time.perf_counter() - tick
                     opt.advance(ran)
                     if ran < count:

@@ -148,3 +148,37 @@ def test_the_training_kernels_carry_no_string_or_np_dot_code():
             assert kernel.py_func.__name__.encode() in code, path  # the symbols are readable
             found = [name for name in _COLD_COMPILE_WEIGHT if name in code]
             assert not found, (path, found)
+
+
+_WILL_COMPILE_SCRIPT = """
+import sys
+sys.path.insert(0, {folder!r})
+import numpy as np
+from fastbp._kernels.cache import will_compile
+from tiny_kernel import double
+x = np.arange(3.0)
+before = will_compile(double, (x,))
+double(x)
+print(before, will_compile(double, (x,)), will_compile(double, (x.astype(np.float32),)))
+"""
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="needs the JIT")
+def test_will_compile_reads_memory_and_the_cache_index(tmp_path):
+    """True before the first call of a new function, False once compiled, False in a second process
+    that finds it in the cache, True again for argument types never compiled."""
+    import subprocess
+    import sys
+
+    (tmp_path / "tiny_kernel.py").write_text(
+        "import numba\n\n@numba.njit(cache=True)\ndef double(x):\n    return x * 2\n"
+    )
+    script = _WILL_COMPILE_SCRIPT.format(folder=str(tmp_path))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]
+    assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+    assert runs[0].stdout.split() == ["True", "False", "True"]
+    assert runs[1].stdout.split() == ["False", "False", "True"]

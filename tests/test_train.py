@@ -240,6 +240,30 @@ def test_verbose_two_prints_a_line_per_epoch(capsys):
     assert err.count("epoch ") == 2 and "loss=" in err
 
 
+@pytest.mark.parametrize("compiles", [True, False])
+def test_a_fit_that_must_compile_says_so_first(compiles, capsys, monkeypatch):
+    """The notice comes once, before the first chunk, only when the compiled loop is neither in
+    memory nor in the cache (fastbp._kernels.cache.will_compile), and never with verbose=0."""
+    from fastbp import train
+
+    asked = []
+
+    def will_compile(dispatcher, args):
+        asked.append((dispatcher, len(args)))
+        return compiles
+
+    monkeypatch.setattr(train, "will_compile", will_compile)
+    X, y = spirals(50)
+    small_net().fit(X, y, epochs=2, batch_size=8, verbose=2)
+    err = capsys.readouterr().err
+    assert asked == [(train.loop_for(small_net()._li, 8), 27)]
+    assert err.count("compiling the training kernels for float32") == (1 if compiles else 0)
+    if compiles:
+        assert err.index("compiling") < err.index("epoch 1/2")
+    small_net().fit(X, y, epochs=1, batch_size=8, verbose=0)
+    assert capsys.readouterr().err == ""
+
+
 def test_clip_grad_norm_limits_the_update():
     X, y = spirals(40)
     a, b = small_net(dtype=np.float64), small_net(dtype=np.float64)

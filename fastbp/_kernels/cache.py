@@ -75,3 +75,20 @@ def install() -> None:
     for locator in (InTreeLocator, UserProvidedLocator):  # UserProvided ends up first, as in Numba
         if locator not in locators:
             locators.insert(0, locator)
+
+
+def will_compile(dispatcher, args) -> bool:
+    """Whether calling `dispatcher` with `args` compiles: no version for their types in memory, and
+    none in Numba's cache (its index is read, nothing is loaded). For a notice before a long first
+    call; False where that cannot be told (no JIT, or Numba's internals have moved)."""
+    try:
+        signature = tuple(dispatcher.typeof_pyval(arg) for arg in args)
+        if signature in dispatcher.overloads:
+            return False
+        cache = dispatcher._cache
+        if not hasattr(cache, "_cache_file"):  # caching off: nothing on disk to load
+            return True
+        key = cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key not in cache._cache_file._load_index()
+    except Exception:
+        return False

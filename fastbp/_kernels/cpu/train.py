@@ -84,13 +84,17 @@ def train_steps(
     Writes each batch's loss and count of correct rows.
     Returns the number of batches done: fewer than n_batches when a loss came out non-finite, in which
     case that batch made no update."""
-    online = batch_size == 1 and not bool(np.any(li[:, P.MASK_UNIT] >= 0))
-    steps = online_steps if online else batch_steps
-    return steps(
+    return loop_for(li, batch_size)(
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
         batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm,
         batch_losses, batch_correct,
     )  # fmt: skip
+
+
+def loop_for(li, batch_size):
+    """The compiled loop train_steps runs for this plan and batch size."""
+    online = batch_size == 1 and not bool(np.any(li[:, P.MASK_UNIT] >= 0))
+    return online_steps if online else batch_steps
 
 
 @njit
