@@ -205,3 +205,23 @@ def test_fastbp_bench_runs_peers_py(peers, capsys):
     out = capsys.readouterr().out
     assert "| net | optimizer | batch | fastbp | fastbp / best peer |" in out
     assert "| small | adam | 2 |" in out
+
+
+def test_adam_cost_times_the_kernel_it_names_and_prints_a_row_per_batch(capsys):
+    adam_cost = _load("adam_cost")
+    net = adam_cost.make_net()
+    assert [layer.out_features for layer in net.layers if hasattr(layer, "out_features")] == [256, 128, 10]
+    adam_pass = adam_cost.AdamPass(5)
+    start = adam_pass.params.copy()
+    assert adam_pass.best_of(2) > 0
+    # Two Adam steps of lr 1e-3 on a steady gradient move each parameter by 2e-3 against its sign.
+    np.testing.assert_allclose(start - adam_pass.params, 2e-3 * np.sign(adam_pass.grads), rtol=1e-3)
+    before = fb.get_num_threads()
+    try:
+        adam_cost.main(["--batches", "4096", "--repeats", "1", "--threads", "1"])
+    finally:
+        fb.set_num_threads(before)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 4096 |")]
+    assert len(rows) == 1 and rows[0].count("|") == 7
+    with pytest.raises(SystemExit):
+        adam_cost.main(["--batches", "0"])
