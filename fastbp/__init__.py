@@ -24,6 +24,7 @@ from fastbp.layers import (
 )
 from fastbp.losses import L1, MSE, BinaryCrossEntropy, Huber, SoftmaxCrossEntropy
 from fastbp.network import Sequential
+from fastbp.precompile import precompile
 from fastbp.threads import apply_environment as _apply_thread_environment
 from fastbp.threads import get_num_threads, set_num_threads
 from fastbp.train import History
@@ -76,6 +77,7 @@ __all__ = [
     "load",
     "load_checkpoint",
     "optim",
+    "precompile",
     "reference",
     "save",
     "schedules",

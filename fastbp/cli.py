@@ -1,8 +1,9 @@
-"""The `fastbp` command: train | predict | demo | bench.
+"""The `fastbp` command: train | predict | demo | compile | bench.
 
     fastbp train data.csv --target species --hidden 64,32 --epochs 30 --out model.npz
     fastbp predict model.npz new.csv --out predictions.csv
     fastbp demo [--quick]
+    fastbp compile [--dtypes float32,float64] [--sklearn]
     fastbp bench
 
 Exit status: 0 done, 1 training failed (diverged), 2 bad input (a missing or unreadable file, an
@@ -55,6 +56,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _dtype_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(name in ("float32", "float64") for name in names):
+        raise argparse.ArgumentTypeError(f"expected float32 and/or float64, comma-separated, got {text!r}")
+    return names
 
 
 def _seed(text: str) -> int:
@@ -720,6 +728,8 @@ def cmd_demo(args) -> int:
     print(f"training:    Adam(lr={lr:g}), batch {batch_size}, {epochs} epochs")
     sys.stdout.flush()
     # Compile (or load from Numba's cache) before timing, so the timing is of training alone.
+    print("warm-up:     the kernels, from Numba's cache (about a minute if they must compile first)")
+    sys.stdout.flush()
     tick = time.perf_counter()
     make_net().fit(X_train[:batch_size], y_train[:batch_size], epochs=1, verbose=0)
     warmup = time.perf_counter() - tick
@@ -748,6 +758,24 @@ def cmd_demo(args) -> int:
     print()
     for label, value, note in rows:
         print(f"  {label.ljust(widths[0])}  {value.rjust(widths[1])}  {note}".rstrip())
+    return EXIT_OK
+
+
+# --- compile ------------------------------------------------------------------------------------
+
+
+def cmd_compile(args) -> int:
+    from fastbp.precompile import precompile
+
+    def report(part, seconds):
+        print(f"  {part:<16} {seconds:7.2f} s", flush=True)
+
+    print("compiling fastbp's kernels, or loading them from Numba's cache where they are already")
+    try:
+        seconds = precompile(args.dtypes, sklearn=args.sklearn, report=report)
+    except ImportError as missing:  # --sklearn without scikit-learn
+        raise CLIError(f"--sklearn needs scikit-learn ({missing}): pip install 'fastbp[sklearn]'") from None
+    print(f"done in {sum(seconds.values()):.1f} s: later fits load the kernels from the cache")
     return EXIT_OK
 
 
@@ -791,7 +819,7 @@ def make_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Train dense neural networks fast, by backpropagation with Numba kernels.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,predict,demo,bench}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,predict,demo,compile,bench}")
     commands.add_parser = functools.partial(commands.add_parser, allow_abbrev=False)
 
     train = commands.add_parser(
@@ -898,6 +926,21 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     demo.set_defaults(handler=cmd_demo)
 
+    compile_ = commands.add_parser(
+        "compile",
+        help="compile the kernels ahead of the first fit (for an install step or an image build)",
+        description="Compile fastbp's CPU kernels into Numba's cache (or load them where they are), "
+        "so that the first fit of every later process starts at once.",
+    )
+    compile_.add_argument(
+        "--dtypes",
+        type=_dtype_list,
+        default=("float32", "float64"),
+        help="comma-separated, from float32,float64 (default: both)",
+    )
+    compile_.add_argument("--sklearn", action="store_true", help="also the scikit-learn drop-ins' kernels")
+    compile_.set_defaults(handler=cmd_compile)
+
     bench = commands.add_parser(
         "bench",
         help="compare fastbp with its peers (bench/peers.py)",
@@ -918,7 +961,7 @@ def main(argv=None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         args.args = rest
         if args.command is None:
-            raise CLIError("choose a command: train, predict, demo or bench (see 'fastbp --help')")
+            raise CLIError("choose a command: train, predict, demo, compile or bench (see 'fastbp --help')")
         return args.handler(args)
     except CLIError as err:
         print(f"fastbp: error: {err}", file=sys.stderr)

@@ -207,6 +207,39 @@ def test_no_command_and_help(capsys):
     assert "--target" in capsys.readouterr().out
 
 
+def test_compile_reports_each_part(capsys):
+    assert cli.main(["compile", "--dtypes", "float64"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("compiling fastbp's kernels")
+    assert out[1].split()[0] == "float64" and out[1].endswith(" s")
+    assert out[-1].startswith("done in ") and len(out) == 3
+
+
+_PRECOMPILED = """
+import fastbp as fb
+from fastbp._kernels.cpu import steps, train
+fb.precompile("float64")
+# Where each kernel takes the flat parameters, whose dtype is the network's.
+kernels = ((train.batch_steps, 7), (train.online_steps, 7), (steps.forward, 3), (steps.loss_and_grad, 7))
+for kernel, params in kernels:
+    print(any(str(sig[params]) == "array(float64, 1d, C)" for sig in kernel.signatures))
+"""
+
+
+def test_precompile_runs_every_loop_a_network_uses():
+    """In a fresh process, so the signatures can only come from precompile's own calls: the
+    mini-batch and batch-1 loops, predict's forward pass and loss_and_grad, in the dtype asked."""
+    done = subprocess.run([sys.executable, "-c", _PRECOMPILED], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"] * 4
+
+
+def test_precompile_rejects_other_dtypes():
+    for dtypes in ("float16", (), ("float32", "int64")):
+        with pytest.raises(ValueError, match="dtypes must be taken from"):
+            fb.precompile(dtypes)
+
+
 def test_bench_runs_bench_peers_as_a_script(tmp_path, capsys, monkeypatch):
     script = tmp_path / "peers.py"
     script.write_text("import sys\nif __name__ == '__main__':\n    print(sys.argv[1:])\n    sys.exit(3)\n")
@@ -255,6 +288,8 @@ BAD_INPUT = {
     "seed": (["train", "{csv}", "--seed", "-3"], "argument --seed"),
     "unknown-flag": (["train", "{csv}", "--epoch", "3"], "unrecognized arguments"),
     "unknown-command": (["fly"], "invalid choice: 'fly'"),
+    "compile-dtype": (["compile", "--dtypes", "float16"], "expected float32 and/or float64"),
+    "compile-extra": (["compile", "--quick"], "unrecognized arguments"),
     "predict-missing-model": (["predict", "{root}/none.npz", "{csv}"], "no such file"),
     "predict-not-a-model": (["predict", "{npz}", "{csv}"], "not a fastbp model file"),
     "predict-csv-as-model": (["predict", "{csv}", "{csv}"], "not a fastbp model file"),
