@@ -57,11 +57,13 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
+from fastbp._kernels.cache import will_compile
 from fastbp._kernels.cpu.batch import copy_rows
 from fastbp._kernels.cpu.fastmath import fast_exp
 from fastbp._kernels.cpu.steps import backward, forward, gather_batch, output_delta, region
 from fastbp._kernels.jit import FALSE, ZERO, njit
 from fastbp.network import Sequential
+from fastbp.train import COMPILE_NOTICE
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -313,6 +315,13 @@ def loss_and_gradient(li, lf, gu, kind, clip, alpha, params, grads, total, ws, X
         for i in range(grads.size):
             grads[i] = total[i]
     return data / sw_sum + l2_penalty(li, params, grads, alpha / sw_sum)
+
+
+def _notice_if_compiling(verbose, kernel, args, dtype) -> None:
+    """With verbose, fit's line about a first compile (fastbp.train.COMPILE_NOTICE), on stdout where
+    scikit-learn's verbose output goes, when `kernel` must compile for these arguments."""
+    if verbose and will_compile(kernel, args):
+        print(COMPILE_NOTICE.format(dtype=np.dtype(dtype).name), flush=True)
 
 
 # --- the network behind an estimator --------------------------------------------------------------
@@ -631,24 +640,13 @@ class _BaseMLP(BaseEstimator):
         ws = engine.workspace(min(X.shape[0], _LBFGS_BLOCK))
         total = np.zeros_like(grads)
 
+        args = (net._li, net._lf, net._gu, engine.kind, engine.clip, float(self.alpha))
+        buffers = (params, grads, total, ws, X, Y, weights)
+        _notice_if_compiling(self.verbose, loss_and_gradient, args + buffers, engine.dtype)
+
         def loss_grad(packed):
             params[...] = packed
-            loss = loss_and_gradient(
-                net._li,
-                net._lf,
-                net._gu,
-                engine.kind,
-                engine.clip,
-                float(self.alpha),
-                params,
-                grads,
-                total,
-                ws,
-                X,
-                Y,
-                weights,
-            )
-            return loss, grads.astype(np.float64)
+            return loss_and_gradient(*args, *buffers), grads.astype(np.float64)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         opt_res = scipy.optimize.minimize(
@@ -744,7 +742,7 @@ class _BaseMLP(BaseEstimator):
                     # What sklearn.utils.shuffle(sample_idx, random_state=...) does, without its
                     # validation (a tenth of a digits epoch): the same draws, the same order.
                     self._random_state.shuffle(sample_idx)
-                train_epoch(
+                args = (
                     net._li,
                     net._lf,
                     net._gu,
@@ -767,6 +765,9 @@ class _BaseMLP(BaseEstimator):
                     float(optimizer.learning_rate),
                     batch_losses,
                 )
+                if self.n_iter_ == 0:
+                    _notice_if_compiling(self.verbose, train_epoch, args, engine.dtype)
+                train_epoch(*args)
                 if optimizer.adam:
                     optimizer.t += n_batches
                 self.n_iter_ += 1

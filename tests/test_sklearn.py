@@ -14,7 +14,7 @@ sklearn = pytest.importorskip("sklearn")
 import scipy.sparse  # noqa: E402
 import sklearn.neural_network as sk  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits, make_friedman1  # noqa: E402
+from sklearn.datasets import load_digits, make_classification, make_friedman1  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -362,3 +362,24 @@ def test_verbose_prints_what_sklearn_prints(capsys):
     sk.MLPClassifier(**params).fit(X, y)
     theirs = capsys.readouterr().out
     assert ours == theirs and "Iteration 1, loss = " in ours and "Validation score" in ours
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_verbose_fit_says_when_it_must_compile(solver, capsys, monkeypatch):
+    """The line fit prints before a first compile, on stdout with scikit-learn's own verbose output
+    and before it, only with verbose and only when fastbp._kernels.cache.will_compile says so."""
+    from fastbp import sklearn as fsk
+
+    X, y = make_classification(n_samples=60, n_features=5, n_classes=2, random_state=0)
+    for compiles in (True, False):
+        monkeypatch.setattr(fsk, "will_compile", lambda kernel, args, compiles=compiles: compiles)
+        for verbose in (True, False):
+            model = MLPClassifier(hidden_layer_sizes=(4,), solver=solver, max_iter=2, verbose=verbose)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(X, y)
+            out = capsys.readouterr().out
+            shown = "compiling the training kernels for float" in out  # lbfgs runs in float64
+            assert shown == (compiles and verbose), (compiles, verbose, out)
+            if shown and solver == "adam":
+                assert out.index("compiling") < out.index("Iteration 1")
