@@ -13,12 +13,20 @@ from fastbp._kernels.cpu.activations import activation_backward, bias_activation
 from fastbp._kernels.cpu.batch import gather_rows, gather_values
 from fastbp._kernels.cpu.blas import gemm_nn, gemm_nt, gemm_tn, gemm_tn_update
 from fastbp._kernels.cpu.losses import loss_and_output_grad
+from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import TRUE, njit
 
 
 @njit
 def region(ws, capacity, unit, rows, cols):
-    """The (rows, cols) view of the workspace region that starts at `unit` row units."""
+    """The (rows, cols) view of the workspace region that starts at `unit` row units (uncounted:
+    see views.py; for use inside a kernel call)."""
+    return raw_view(ws, capacity * unit, (rows, cols))
+
+
+@njit
+def counted_region(ws, capacity, unit, rows, cols):
+    """region as an ordinary, reference-counted view: for a view that is returned to Python."""
     start = capacity * unit
     return ws[start : start + rows * cols].reshape((rows, cols))
 
@@ -43,9 +51,7 @@ def gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows):
 @njit
 def weights(params, li, layer):
     n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
-    w = li[layer, P.W_OFF]
-    b = li[layer, P.B_OFF]
-    return params[w : w + n_in * n_out].reshape((n_in, n_out)), params[b : b + n_out]
+    return raw_view(params, li[layer, P.W_OFF], (n_in, n_out)), raw_view(params, li[layer, P.B_OFF], (n_out,))
 
 
 _MASK64 = (1 << 64) - 1
@@ -105,6 +111,7 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
     copy of their input; otherwise dropout is the identity and costs nothing."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
     A_in = X
+    out_unit = 0
     n_layers = li.shape[0]
     for layer in range(n_layers):
         n_out = li[layer, P.N_OUT]
@@ -113,8 +120,10 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
         A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
         gemm_nn(A_in, W, Z)
         bias_activation_forward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, b, A)
+        out_unit = li[layer, P.A_UNIT]
         if training and li[layer, P.MASK_UNIT] >= 0:
-            out = region(ws, capacity, li[layer, P.OUT_UNIT], rows, n_out)
+            out_unit = li[layer, P.OUT_UNIT]
+            out = region(ws, capacity, out_unit, rows, n_out)
             mask = region(ws, capacity, li[layer, P.MASK_UNIT], rows, n_out)
             fill_dropout_mask(mask, lf[layer, P.DROP_P], seed, step, layer)
             for i in range(rows):
@@ -122,7 +131,8 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
                     out[i, j] = A[i, j] * mask[i, j]
             A = out
         A_in = A
-    return A_in
+    # Counted: this view may reach Python (predict), and must keep the workspace alive there.
+    return counted_region(ws, capacity, out_unit, rows, li[n_layers - 1, P.N_OUT])
 
 
 @njit
