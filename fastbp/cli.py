@@ -59,8 +59,10 @@ def _positive_int(text: str) -> int:
 
 
 def _dtype_list(text: str) -> tuple[str, ...]:
+    from fastbp.precompile import DTYPES
+
     names = tuple(name.strip() for name in text.split(","))
-    if not all(name in ("float32", "float64") for name in names):
+    if not all(name in DTYPES for name in names):
         raise argparse.ArgumentTypeError(f"expected float32 and/or float64, comma-separated, got {text!r}")
     return names
 
@@ -765,14 +767,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from fastbp.precompile import precompile
+    from fastbp.precompile import DTYPES, precompile
 
     def report(part, seconds):
         print(f"  {part:<16} {seconds:7.2f} s", flush=True)
 
     print("compiling fastbp's kernels, or loading them from Numba's cache where they are already")
     try:
-        seconds = precompile(args.dtypes, sklearn=args.sklearn, report=report)
+        dtypes = args.dtypes or DTYPES
+        seconds = precompile(dtypes, sklearn=args.sklearn, report=report)
     except ImportError as missing:  # --sklearn without scikit-learn
         raise CLIError(f"--sklearn needs scikit-learn ({missing}): pip install 'fastbp[sklearn]'") from None
     print(f"done in {sum(seconds.values()):.1f} s: later fits load the kernels from the cache")
@@ -935,7 +938,7 @@ def make_parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--dtypes",
         type=_dtype_list,
-        default=("float32", "float64"),
+        default=None,
         help="comma-separated, from float32,float64 (default: both)",
     )
     compile_.add_argument("--sklearn", action="store_true", help="also the scikit-learn drop-ins' kernels")

@@ -42,8 +42,7 @@ def gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows):
     gather_rows(Y, perm, start, start + rows, Yb)
     if sample_weight.size == 0:
         return Xb, Yb, sample_weight
-    w_start = capacity * gu[P.SW_UNIT]
-    Wb = ws[w_start : w_start + rows]
+    Wb = raw_view(ws, capacity * gu[P.SW_UNIT], (rows,))
     gather_values(sample_weight, perm, start, start + rows, Wb)
     return Xb, Yb, Wb
 
