@@ -225,3 +225,13 @@ def test_adam_cost_times_the_kernel_it_names_and_prints_a_row_per_batch(capsys):
     assert len(rows) == 1 and rows[0].count("|") == 7
     with pytest.raises(SystemExit):
         adam_cost.main(["--batches", "0"])
+
+
+def test_ab_fit_exports_a_revision_and_rejects_bad_arguments(tmp_path):
+    ab_fit = _load("ab_fit")
+    tree = ab_fit.export("HEAD", str(tmp_path / "rev"))
+    assert (Path(tree) / "fastbp" / "__init__.py").is_file()
+    assert (Path(tree) / "fastbp" / "_kernels" / "cpu" / "steps.py").is_file()
+    for argv in (["--rev", "HEAD", "--nets", "huge"], ["--rev", "HEAD", "--batch", "0"], []):
+        with pytest.raises(SystemExit):
+            ab_fit.main(argv)
