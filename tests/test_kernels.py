@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fastbp._kernels.cpu.views import raw_view
+from fastbp._kernels.cpu.online import accumulate_rows, update_and_accumulate_rows
+from fastbp._kernels.cpu.views import INDEX_SCRATCH, index_scratch, raw_view
 from fastbp._kernels.jit import is_finite, njit
 
 
@@ -61,3 +62,51 @@ def test_forward_returns_a_view_that_keeps_the_workspace_alive():
     assert out.base is not None
     np.testing.assert_allclose(out, want, rtol=1e-12)
     del junk
+
+
+# --- online.py: the batch-1 sweeps over W -----------------------------------------------------------
+
+# Widths around the four-row blocks (0-3 rows left over) and across the index buffer's chunks.
+ONLINE_WIDTHS = [1, 3, 4, 5, 11, INDEX_SCRATCH + 6]
+
+
+def _sparse(rng, n, density):
+    values = rng.normal(size=n)
+    values[rng.uniform(size=n) >= density] = 0.0
+    return values
+
+
+@njit
+def _index_scratch_size_and_writes():
+    rows = index_scratch()
+    for i in range(rows.shape[0]):
+        rows[i] = 3 * i
+    return rows.shape[0], rows[rows.shape[0] - 1]
+
+
+def test_index_scratch_is_a_writable_buffer_of_its_size():
+    assert _index_scratch_size_and_writes() == (INDEX_SCRATCH, 3 * (INDEX_SCRATCH - 1))
+
+
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("n_in", ONLINE_WIDTHS)
+def test_accumulate_rows_is_a_at_w(n_in, density):
+    rng = np.random.default_rng(n_in)
+    a, W, z0 = _sparse(rng, n_in, density), rng.normal(size=(n_in, 7)), rng.normal(size=7)
+    z = z0.copy()
+    accumulate_rows(a, W, z)
+    np.testing.assert_allclose(z, z0 + a @ W, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("n_in", ONLINE_WIDTHS)
+def test_update_and_accumulate_rows_updates_w_then_accumulates(n_in, density):
+    """u and a have different zero patterns: a row is visited when either is nonzero."""
+    rng = np.random.default_rng(100 + n_in)
+    u, a = _sparse(rng, n_in, density), _sparse(rng, n_in, density)
+    W0, d, z0 = rng.normal(size=(n_in, 9)), rng.normal(size=9), rng.normal(size=9)
+    W, z = W0.copy(), z0.copy()
+    update_and_accumulate_rows(W, d, -0.1, u, a, z)
+    want_W = W0 - 0.1 * np.outer(u, d)
+    np.testing.assert_allclose(W, want_W, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(z, z0 + a @ want_W, rtol=1e-12, atol=1e-12)

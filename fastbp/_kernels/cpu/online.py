@@ -10,6 +10,7 @@ fused into that walk, W[i, :] -= lr * a[i] * d, so the gradient is never stored.
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
 from fastbp._kernels.cpu.steps import region, weights
+from fastbp._kernels.cpu.views import index_scratch
 from fastbp._kernels.jit import FALSE, njit
 
 
@@ -23,41 +24,94 @@ def sample_forward(li, lf, gu, params, ws, x, pending_x, pending_lr):
     capacity = ws.size // gu[P.TOTAL_UNITS]
     a = x
     for layer in range(li.shape[0]):
-        n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
+        n_out = li[layer, P.N_OUT]
         W, b = weights(params, li, layer)
         Z = region(ws, capacity, li[layer, P.Z_UNIT], 1, n_out)
         A = region(ws, capacity, li[layer, P.A_UNIT], 1, n_out)
         z = Z[0]
         z[:] = 0
-        a_row = a[0]
         if layer == 0 and pending_lr > 0.0:
             d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
-            step = params.dtype.type(-pending_lr)
-            for i in range(n_in):
-                ai = a_row[i]
-                scale = step * pending_x[0, i]
-                w = W[i]
-                if scale != 0:
-                    if ai != 0:
-                        for j in range(n_out):
-                            w[j] += scale * d[j]
-                            z[j] += ai * w[j]
-                    else:
-                        for j in range(n_out):
-                            w[j] += scale * d[j]
-                elif ai != 0:
-                    for j in range(n_out):
-                        z[j] += ai * w[j]
+            update_and_accumulate_rows(W, d, params.dtype.type(-pending_lr), pending_x[0], a[0], z)
         else:
-            for i in range(n_in):
-                ai = a_row[i]
-                if ai != 0:
-                    w = W[i]
-                    for j in range(n_out):
-                        z[j] += ai * w[j]
+            accumulate_rows(a[0], W, z)
         bias_activation_forward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, b, A)
         a = A
     return a
+
+
+# The forward sweeps take four rows of W per pass over z: one load and store of z[j] serves four
+# multiply-adds, where a pass per row is bound by z's loads and stores. Rows whose coefficient is 0
+# (ReLU's zeros, sparse inputs) are skipped, but not by a branch per row: the zero pattern changes
+# every sample, so that branch mispredicts about half the time on ReLU outputs. The nonzero rows'
+# indices are first gathered without branches into a small stack buffer. Measured per layer with a
+# new input every call (64-128-64-10 net's shapes, float32): 1.8-4x a branch and a pass per row.
+
+
+@njit
+def nonzero_rows(u, v, start, stop, rows):
+    """Write the indices i in [start, stop) with u[i] != 0 or v[i] != 0 to rows[0 : count];
+    returns count (stop - start <= len(rows))."""
+    count = 0
+    for i in range(start, stop):
+        rows[count] = i
+        count += (u[i] != 0) | (v[i] != 0)
+    return count
+
+
+@njit
+def accumulate_rows(a, W, z):
+    """z += a @ W, skipping the rows where a is 0."""
+    n_out = W.shape[1]
+    rows = index_scratch()
+    for start in range(0, a.shape[0], rows.shape[0]):
+        count = nonzero_rows(a, a, start, min(start + rows.shape[0], a.shape[0]), rows)
+        k = 0
+        while k + 4 <= count:
+            i0, i1, i2, i3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
+            a0, a1, a2, a3 = a[i0], a[i1], a[i2], a[i3]
+            w0, w1, w2, w3 = W[i0], W[i1], W[i2], W[i3]
+            for j in range(n_out):
+                z[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j])
+            k += 4
+        for i in rows[k:count]:  # fewer than four left
+            ai, w = a[i], W[i]
+            for j in range(n_out):
+                z[j] += ai * w[j]
+
+
+@njit
+def update_and_accumulate_rows(W, d, step, u, a, z):
+    """W[i, :] += step * u[i] * d, then z += a @ W (the updated W), in one sweep; rows where u and
+    a are both 0 are skipped."""
+    n_out = W.shape[1]
+    rows = index_scratch()
+    for start in range(0, a.shape[0], rows.shape[0]):
+        count = nonzero_rows(u, a, start, min(start + rows.shape[0], a.shape[0]), rows)
+        k = 0
+        while k + 4 <= count:
+            i0, i1, i2, i3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
+            a0, a1, a2, a3 = a[i0], a[i1], a[i2], a[i3]
+            c0, c1, c2, c3 = step * u[i0], step * u[i1], step * u[i2], step * u[i3]
+            w0, w1, w2, w3 = W[i0], W[i1], W[i2], W[i3]
+            for j in range(n_out):
+                dj = d[j]
+                x0 = w0[j] + c0 * dj
+                x1 = w1[j] + c1 * dj
+                x2 = w2[j] + c2 * dj
+                x3 = w3[j] + c3 * dj
+                w0[j] = x0
+                w1[j] = x1
+                w2[j] = x2
+                w3[j] = x3
+                z[j] += (a0 * x0 + a1 * x1) + (a2 * x2 + a3 * x3)
+            k += 4
+        for i in rows[k:count]:
+            ai, c, w = a[i], step * u[i], W[i]
+            for j in range(n_out):
+                x = w[j] + c * d[j]
+                w[j] = x
+                z[j] += ai * x
 
 
 @njit
@@ -104,22 +158,34 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr, defer_first):
                 b[j] += step * d[j]
             continue
         for i in range(n_in):
-            w = W[i]
-            if layer > 0:
-                s = t(0)
-                for j in range(n_out):
-                    s += w[j] * d[j]
-                g_prev[i] = s
-            ai = a_prev[i]
-            if fused:
-                if ai != 0 and not (defer_first and layer == 0):
-                    scale = step * ai
+            w, ai = W[i], a_prev[i]
+            if layer == 0:  # no delta to pass back
+                if fused:
+                    if ai != 0:
+                        scale = step * ai
+                        for j in range(n_out):
+                            w[j] += scale * d[j]
+                else:
+                    g = dW[i]
                     for j in range(n_out):
-                        w[j] += scale * d[j]
+                        g[j] = ai * d[j]
+                continue
+            # One sweep per row, with no branch on a_prev[i] (a 0 adds 0): on ReLU's zeros such a
+            # branch mispredicts about half the time, which cost more than the sweep it skipped
+            # (a row sweep each for the delta and the update, branching: 1.8-2.5x slower per layer).
+            s = t(0)
+            if fused:
+                scale = step * ai
+                for j in range(n_out):
+                    old = w[j]
+                    s += old * d[j]
+                    w[j] = old + scale * d[j]
             else:
                 g = dW[i]
                 for j in range(n_out):
+                    s += w[j] * d[j]
                     g[j] = ai * d[j]
+            g_prev[i] = s
         if fused:
             for j in range(n_out):
                 b[j] += step * d[j]

@@ -11,7 +11,9 @@ returned to Python, such a view would not keep its buffer alive (steps.forward r
 """
 
 import numba
+import numpy as np
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
@@ -45,6 +47,28 @@ def raw_view(typingctx, flat, start, shape):
     return view_type(flat, start, shape), codegen
 
 
+INDEX_SCRATCH = 512  # entries of index_scratch(): 4 KB of stack
+
+
+@intrinsic
+def index_scratch(typingctx):
+    """A 1-D intp array of INDEX_SCRATCH entries on the calling function's stack (uninitialised, no
+    meminfo): scratch for row indices, where the flat buffers hold only floats. It lives as long as
+    the compiled function that calls this; never return it or keep it."""
+    view_type = types.Array(types.intp, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        entry = context.get_value_type(types.intp)
+        data = cgutils.alloca_once(builder, entry, size=INDEX_SCRATCH)  # in the entry block: once per call
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(entry))
+        view = make_array(view_type)(context, builder)
+        length = context.get_constant(types.intp, INDEX_SCRATCH)
+        populate_array(view, data=data, shape=[length], strides=[itemsize], itemsize=itemsize, meminfo=None)
+        return view._getvalue()
+
+    return view_type(), codegen
+
+
 if numba.config.DISABLE_JIT:  # plain Python: an ordinary slice, the same elements
 
     def raw_view(flat, start, shape):  # noqa: F811
@@ -52,3 +76,6 @@ if numba.config.DISABLE_JIT:  # plain Python: an ordinary slice, the same elemen
         for n in shape:
             size *= n
         return flat[start : start + size].reshape(shape)
+
+    def index_scratch():  # noqa: F811
+        return np.empty(INDEX_SCRATCH, np.intp)
