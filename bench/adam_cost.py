@@ -2,33 +2,39 @@
 
     .venv/bin/python bench/adam_cost.py                     # the peers.py MLP at batch 16..1024
     .venv/bin/python bench/adam_cost.py --batches 16 --threads 1
+    .venv/bin/python bench/adam_cost.py --net small --batches 1
 
-Per batch size: one epoch of 8192 rows of the MLP 784-256-128-10 (ReLU, softmax cross-entropy,
-float32) with SGD (lr 1e-2) and with Adam (lr 1e-3), best of --repeats epochs, interleaved; and the
-Adam kernel alone (optimizer_step over the network's 235,146 parameters, best of 300 calls per
-repeat). Plain SGD folds its update into the weight-gradient GEMM, so what Adam adds is its pass
-(read params, grads and two moments, write three of them: 28 bytes per float32 parameter) plus
-writing the gradient out. "pass / sgd step" is therefore a floor under Adam's extra cost for an
+Per batch size: one epoch of one of peers.py's networks (--net; ReLU, softmax cross-entropy,
+float32; peers.py's row counts: 8192, 2048 at batch 1) with SGD (lr 1e-2) and with Adam (lr 1e-3),
+best of --repeats epochs, interleaved; and the Adam kernel alone (optimizer_step over as many
+parameters as the network has, best of 300 calls per repeat). Plain SGD folds its update into the
+weight-gradient GEMM (at batch 1, into its sweeps over W), so what Adam adds is its pass (read
+params, grads and two moments, write three of them: 28 bytes per float32 parameter) plus writing
+the gradient out. "pass / sgd step" is therefore a floor under Adam's extra cost for an
 implementation that makes that pass once per step; issue 5 asks for the extra to be under 15%.
+"adam bound" is batch / pass: the most samples/s such an implementation reaches even if the rest of
+its step cost nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import fastbp as fb
 from fastbp._kernels.cpu.optim import ADAM, optimizer_step
 
-WIDTHS = (784, 256, 128, 10)
-ROWS = 8192
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import NETS, ROWS, rows_for  # noqa: E402
 
 
-def make_net():
+def make_net(widths=NETS["mlp"]):
     layers = []
-    for n_in, n_out in zip(WIDTHS[:-1], WIDTHS[1:]):
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
         layers += [fb.Dense(n_in, n_out), fb.ReLU()]
     return fb.Sequential(*layers[:-1], loss=fb.SoftmaxCrossEntropy(), seed=0)
 
@@ -56,8 +62,13 @@ class AdamPass:
         return best
 
 
-def measure(batch: int, repeats: int, X, y, adam_pass: AdamPass) -> dict:
-    runs = {"sgd": (make_net(), fb.optim.SGD(lr=1e-2)), "adam": (make_net(), fb.optim.Adam(lr=1e-3))}
+def measure(widths, batch: int, repeats: int, X, y, adam_pass: AdamPass) -> dict:
+    rows = rows_for(batch)
+    X, y = X[:rows], y[:rows]
+    runs = {
+        "sgd": (make_net(widths), fb.optim.SGD(lr=1e-2)),
+        "adam": (make_net(widths), fb.optim.Adam(lr=1e-3)),
+    }
     for net, opt in runs.values():
         net.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, verbose=0)  # compile or load, warm up
     best = dict.fromkeys(runs, float("inf"))
@@ -68,7 +79,7 @@ def measure(batch: int, repeats: int, X, y, adam_pass: AdamPass) -> dict:
             net.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, verbose=0)
             best[name] = min(best[name], time.perf_counter() - tick)
         pass_best = min(pass_best, adam_pass.best_of(300))
-    steps = ROWS // batch
+    steps = rows // batch
     return {
         "batch": batch,
         "sgd_step_us": best["sgd"] / steps * 1e6,
@@ -79,6 +90,7 @@ def measure(batch: int, repeats: int, X, y, adam_pass: AdamPass) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--net", default="mlp", choices=sorted(NETS))
     parser.add_argument("--batches", default="16,64,256,1024")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
@@ -88,20 +100,26 @@ def main(argv=None) -> None:
         parser.error(f"need repeats >= 1, threads >= 1 and batches in 1..{ROWS}")
     fb.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((ROWS, WIDTHS[0]), dtype=np.float32)
-    y = rng.integers(0, WIDTHS[-1], ROWS)
-    adam_pass = AdamPass(make_net().params.size)
-    net = "-".join(map(str, WIDTHS))
-    print(f"MLP {net}, {adam_pass.params.size:,} parameters, float32, {args.threads} threads")
-    print("| batch | sgd step (us) | adam step (us) | adam extra | adam pass alone (us) | pass / sgd step |")
-    print("|--:|--:|--:|--:|--:|--:|")
+    widths = NETS[args.net]
+    rows = max(rows_for(batch) for batch in batches)
+    X = rng.standard_normal((rows, widths[0]), dtype=np.float32)
+    y = rng.integers(0, widths[-1], rows)
+    adam_pass = AdamPass(make_net(widths).params.size)
+    shape = "-".join(map(str, widths))
+    print(f"{args.net} {shape}, {adam_pass.params.size:,} parameters, float32, {args.threads} threads")
+    print(
+        "| batch | sgd step (us) | adam step (us) | adam extra | adam pass alone (us) | pass / sgd step "
+        "| adam samples/s | adam bound (samples/s) |"
+    )
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|")
     for batch in batches:
-        r = measure(batch, args.repeats, X, y, adam_pass)
+        r = measure(widths, batch, args.repeats, X, y, adam_pass)
         extra = r["adam_step_us"] / r["sgd_step_us"] - 1
         floor = r["adam_pass_us"] / r["sgd_step_us"]
         print(
             f"| {batch} | {r['sgd_step_us']:,.1f} | {r['adam_step_us']:,.1f} | {extra:+.0%} "
-            f"| {r['adam_pass_us']:,.1f} | {floor:.0%} |",
+            f"| {r['adam_pass_us']:,.1f} | {floor:.0%} | {batch / r['adam_step_us'] * 1e6:,.0f} "
+            f"| {batch / r['adam_pass_us'] * 1e6:,.0f} |",
             flush=True,
         )
 

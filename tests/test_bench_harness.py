@@ -219,12 +219,17 @@ def test_adam_cost_times_the_kernel_it_names_and_prints_a_row_per_batch(capsys):
     before = fb.get_num_threads()
     try:
         adam_cost.main(["--batches", "4096", "--repeats", "1", "--threads", "1"])
+        adam_cost.main(["--net", "small", "--batches", "1", "--repeats", "1", "--threads", "1"])
     finally:
         fb.set_num_threads(before)
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 4096 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 7
-    with pytest.raises(SystemExit):
-        adam_cost.main(["--batches", "0"])
+    out = capsys.readouterr().out
+    assert "small 64-128-64-10, 17,226 parameters" in out
+    for batch in ("4096", "1"):
+        rows = [line for line in out.splitlines() if line.startswith(f"| {batch} |")]
+        assert len(rows) == 1 and rows[0].count("|") == 9
+    for argv in (["--batches", "0"], ["--net", "huge"]):
+        with pytest.raises(SystemExit):
+            adam_cost.main(argv)
 
 
 def test_ab_fit_exports_a_revision_and_rejects_bad_arguments(tmp_path):
