@@ -49,9 +49,19 @@ def sample_forward(li, lf, gu, params, ws, x, pending_x, pending_lr):
 
 
 @njit
-def nonzero_rows(u, v, start, stop, rows):
-    """Write the indices i in [start, stop) with u[i] != 0 or v[i] != 0 to rows[0 : count];
-    returns count (stop - start <= len(rows))."""
+def nonzero_rows(u, start, stop, rows):
+    """Write the indices i in [start, stop) with u[i] != 0 to rows[0 : count]; returns count
+    (stop - start <= len(rows))."""
+    count = 0
+    for i in range(start, stop):
+        rows[count] = i
+        count += u[i] != 0
+    return count
+
+
+@njit
+def either_nonzero_rows(u, v, start, stop, rows):
+    """nonzero_rows for u[i] != 0 or v[i] != 0 (one array to test is ~1.6x faster: its own loop)."""
     count = 0
     for i in range(start, stop):
         rows[count] = i
@@ -65,7 +75,7 @@ def accumulate_rows(a, W, z):
     n_out = W.shape[1]
     rows = index_scratch()
     for start in range(0, a.shape[0], rows.shape[0]):
-        count = nonzero_rows(a, a, start, min(start + rows.shape[0], a.shape[0]), rows)
+        count = nonzero_rows(a, start, min(start + rows.shape[0], a.shape[0]), rows)
         k = 0
         while k + 4 <= count:
             i0, i1, i2, i3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
@@ -87,7 +97,7 @@ def update_and_accumulate_rows(W, d, step, u, a, z):
     n_out = W.shape[1]
     rows = index_scratch()
     for start in range(0, a.shape[0], rows.shape[0]):
-        count = nonzero_rows(u, a, start, min(start + rows.shape[0], a.shape[0]), rows)
+        count = either_nonzero_rows(u, a, start, min(start + rows.shape[0], a.shape[0]), rows)
         k = 0
         while k + 4 <= count:
             i0, i1, i2, i3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]

@@ -24,6 +24,7 @@ from fastbp._kernels.cpu.steps import (
     output_delta,
     weight_penalty,
 )
+from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import FALSE, TRUE, is_finite, njit
 
 
@@ -187,14 +188,18 @@ def online_steps(
     kernels (online.py), which also fold plain SGD's step into their backward sweep."""
     weighted = sample_weight.size > 0
     fusable = is_plain_step(kind, hyper, l1, l2, max_norm)
+    # Each sample's rows are uncounted views (views.py), as the workspace's: a counted one costs an
+    # atomic increment and decrement per kernel it is passed to, several per sample.
+    X_flat, Y_flat = X.reshape(-1), Y.reshape(-1)
+    n_in, n_y = X.shape[1], Y.shape[1]
     # Plain SGD defers each step's first-layer update into the next forward sweep.
-    pending_x = X[0:1]
+    pending_x = raw_view(X_flat, 0, (1, n_in))
     pending_lr = 0.0
     for k in range(n_batches):
         source = perm[first_batch + k]
-        Xb = X[source : source + 1]
-        Yb = Y[source : source + 1]
-        Wb = sample_weight[source : source + 1] if weighted else sample_weight
+        Xb = raw_view(X_flat, source * n_in, (1, n_in))
+        Yb = raw_view(Y_flat, source * n_y, (1, n_y))
+        Wb = raw_view(sample_weight, source, (1,)) if weighted else sample_weight
         out = sample_forward(li, lf, gu, params, ws, Xb, pending_x, pending_lr)
         pending_lr = 0.0
         loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, 1))
