@@ -240,3 +240,19 @@ def test_ab_fit_exports_a_revision_and_rejects_bad_arguments(tmp_path):
     for argv in (["--rev", "HEAD", "--nets", "huge"], ["--rev", "HEAD", "--batch", "0"], []):
         with pytest.raises(SystemExit):
             ab_fit.main(argv)
+
+
+def test_batch1_floor_times_the_rank1_update_and_prints_a_row_per_net(capsys):
+    floor = _load("batch1_floor")
+    rng = np.random.default_rng(0)
+    W, x, d = rng.normal(size=(5, 3)), rng.normal(size=5), rng.normal(size=3)
+    want = W + 2 * (-0.5) * np.outer(x, d)
+    floor.rank1_updates(W, x, d, -0.5, 2)
+    np.testing.assert_allclose(W, want, rtol=1e-12)
+    floor.main(["--nets", "small", "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| small | 64x128 (32 KB) |")]
+    assert len(rows) == 1 and rows[0].count("|") == 7
+    for argv in (["--nets", "huge"], ["--repeats", "0"]):
+        with pytest.raises(SystemExit):
+            floor.main(argv)
