@@ -1,9 +1,10 @@
 """One sample at a time (batch size 1): matrix-vector products without BLAS.
 
 At batch 1 a BLAS call costs microseconds whatever its size, and a step needs several. Here the
-forward pass accumulates rows, z += a[i] * W[i, :] (vectorized over the outputs, rows with a[i] == 0
-skipped: ReLU zeros and sparse inputs cost nothing), and the backward pass walks W once per layer,
-computing the previous layer's delta from row i before touching that row. For plain SGD the update is
+forward pass accumulates rows, z += a[i] * W[i, :] (four rows per pass over z, vectorized over the
+outputs; rows with a[i] == 0 skipped: ReLU zeros and sparse inputs cost nothing), and the backward
+pass walks W once per layer, computing the previous layer's delta from row i before touching that
+row. For plain SGD the update is
 fused into that walk, W[i, :] -= lr * a[i] * d, so the gradient is never stored.
 """
 
