@@ -4,8 +4,8 @@ At batch 1 a BLAS call costs microseconds whatever its size, and a step needs se
 forward pass accumulates rows, z += a[i] * W[i, :] (four rows per pass over z, vectorized over the
 outputs; rows with a[i] == 0 skipped: ReLU zeros and sparse inputs cost nothing), and the backward
 pass walks W once per layer, computing the previous layer's delta from row i before touching that
-row. For plain SGD the update is
-fused into that walk, W[i, :] -= lr * a[i] * d, so the gradient is never stored.
+row. For plain SGD the update is fused into that walk, W[i, :] -= lr * a[i] * d, so the gradient is
+never stored; the first layer's is deferred into the next sample's forward sweep.
 """
 
 from fastbp._kernels import plan as P
@@ -142,11 +142,11 @@ def flush_first_layer(li, gu, params, ws, pending_x, pending_lr):
 
 
 @njit
-def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr, defer_first):
+def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr):
     """Backpropagate the output delta of one sample. fused_lr > 0: apply plain SGD to W and b as the
-    walk goes (grads then holds only db); otherwise write dW and db into grads. defer_first leaves
-    the first layer's W update to the next sample_forward (or flush_first_layer): its delta stays in
-    the first layer's delta buffer until then."""
+    walk goes (grads then holds only db), all but the first layer's W, whose update is left to the
+    next sample_forward (or flush_first_layer) with its delta kept in the first layer's delta buffer
+    until then; otherwise write dW and db into grads."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
     fused = fused_lr > 0.0
     for layer in range(li.shape[0] - 1, -1, -1):
@@ -160,27 +160,22 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr, defer_first):
         W, b = weights(params, li, layer)
         activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, G, FALSE, db)
         d = G[0]
-        a_prev = x[0] if layer == 0 else region(ws, capacity, li[layer - 1, P.A_UNIT], 1, n_in)[0]
-        g_prev = region(ws, capacity, there, 1, n_in)[0]
         t = params.dtype.type
         step = t(-fused_lr)
-        if layer == 0 and fused and defer_first:
+        if fused:
             for j in range(n_out):
                 b[j] += step * d[j]
+        if layer == 0:  # no delta to pass back; fused: W's update is deferred (above)
+            if not fused:
+                for i in range(n_in):
+                    g, xi = dW[i], x[0, i]
+                    for j in range(n_out):
+                        g[j] = xi * d[j]
             continue
+        a_prev = region(ws, capacity, li[layer - 1, P.A_UNIT], 1, n_in)[0]
+        g_prev = region(ws, capacity, there, 1, n_in)[0]
         for i in range(n_in):
             w, ai = W[i], a_prev[i]
-            if layer == 0:  # no delta to pass back
-                if fused:
-                    if ai != 0:
-                        scale = step * ai
-                        for j in range(n_out):
-                            w[j] += scale * d[j]
-                else:
-                    g = dW[i]
-                    for j in range(n_out):
-                        g[j] = ai * d[j]
-                continue
             # One sweep per row, with no branch on a_prev[i] (a 0 adds 0): on ReLU's zeros such a
             # branch mispredicts about half the time, which cost more than the sweep it skipped
             # (a row sweep each for the delta and the update, branching: 1.8-2.5x slower per layer).
@@ -197,6 +192,3 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr, defer_first):
                     s += w[j] * d[j]
                     g[j] = ai * d[j]
             g_prev[i] = s
-        if fused:
-            for j in range(n_out):
-                b[j] += step * d[j]

@@ -25,7 +25,7 @@ from fastbp._kernels.cpu.steps import (
     weight_penalty,
 )
 from fastbp._kernels.cpu.views import raw_view
-from fastbp._kernels.jit import FALSE, TRUE, is_finite, njit
+from fastbp._kernels.jit import TRUE, is_finite, njit
 
 
 @njit
@@ -208,13 +208,13 @@ def online_steps(
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
-            sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k], TRUE)
+            sample_backward(li, lf, gu, params, grads, ws, Xb, lrs[k])
             if k + 1 < n_batches:
                 pending_x, pending_lr = Xb, lrs[k]
             else:
                 flush_first_layer(li, gu, params, ws, Xb, lrs[k])
             continue
-        sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0, FALSE)
+        sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0)
         batch_losses[k] = penalized_step(
             li, l1, l2, params, grads, kind, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
         )

@@ -69,7 +69,7 @@ def index_scratch(typingctx):
     return view_type(), codegen
 
 
-if numba.config.DISABLE_JIT:  # plain Python: an ordinary slice, the same elements
+if numba.config.DISABLE_JIT:  # plain Python: an ordinary slice (the same elements), a heap array
 
     def raw_view(flat, start, shape):  # noqa: F811
         size = 1
