@@ -23,14 +23,14 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NETS = {"mlp": (784, 256, 128, 10), "small": (64, 128, 64, 10), "deep": (64,) + (64,) * 10 + (10,)}
+sys.path.insert(0, str(ROOT / "bench"))
+from peers import NETS, rows_for  # noqa: E402
 
 SCRIPT = """
 import json, sys, time
 import numpy as np, fastbp as fb
-widths, batch, epochs = {widths!r}, {batch}, {epochs}
+widths, batch, epochs, rows = {widths!r}, {batch}, {epochs}, {rows}
 fb.set_num_threads({threads})
-rows = 2048 if batch == 1 else 8192
 rng = np.random.default_rng(0)
 X = rng.standard_normal((rows, widths[0])).astype(np.float32)
 y = rng.integers(0, widths[-1], rows)
@@ -92,7 +92,11 @@ def main(argv=None) -> None:
         print(f"batch {args.batch}, {args.threads} threads, {what}")
         for net in nets:
             script = SCRIPT.format(
-                widths=NETS[net], batch=args.batch, epochs=args.epochs, threads=args.threads
+                widths=NETS[net],
+                batch=args.batch,
+                epochs=args.epochs,
+                rows=rows_for(args.batch),
+                threads=args.threads,
             )
             for name, tree in trees.items():  # a discarded round: fills each tree's cache
                 run(tree, caches[name], script)
