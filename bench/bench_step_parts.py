@@ -1,4 +1,4 @@
-"""Five parts of a training step, each before and after its change, timed side by side in one
+"""Six parts of a training step, each before and after its change, timed side by side in one
 process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS):
 
 - relu: bias + ReLU right after the layer's GEMM. Before: the bias pass, then `a = a if a > 0
@@ -15,8 +15,14 @@ process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS
 - gather: one epoch of batch gathers from a shuffled X larger than the caches (45,000 x 100 at batch
   200, the scikit-learn drop-in's; 60,000 x 784 at 64 and 256), and from digits-sized data. Before:
   the plain copy loop; after: batch.gather_rows (rows prefetched PREFETCH_AHEAD ahead).
+- sweeps: the batch-1 kernels' passes over one layer's W (float32, the 64-128-64-10 net's layers and
+  the MLP's first), each call with a new input drawn ahead (a repeated one lets the branch predictor
+  learn its zeros). Forward, z += a @ W: before, a branch per row on a[i] != 0 and a pass over z per
+  row; after, online.accumulate_rows (nonzero rows gathered branch-free, four per pass). Backward
+  with plain SGD, the delta W @ d and W += step * outer(a, d): before, a dot product per row, then
+  the update where a[i] != 0; after, online.delta_and_update_rows (one branchless pass per row).
 
-    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold,thin,gather]
+    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold,thin,gather,sweeps]
 
 Prints microseconds (or samples/s) before and after and the ratio before / after.
 """
@@ -29,7 +35,7 @@ import time
 import numpy as np
 
 import fastbp as fb
-from fastbp._kernels.cpu import activations, blas
+from fastbp._kernels.cpu import activations, blas, online
 from fastbp._kernels.cpu import batch as batch_mod
 from fastbp._kernels.jit import njit
 
@@ -93,6 +99,46 @@ def _gather_epoch(after, n, X, perm, dst):
                 batch_mod.gather_rows(X, perm, lo, lo + batch, dst)
             else:
                 _gather_before(X, perm, lo, lo + batch, dst)
+
+
+@njit
+def _accumulate_before(a, W, z):
+    for i in range(W.shape[0]):
+        ai = a[i]
+        if ai != 0:
+            w = W[i]
+            for j in range(W.shape[1]):
+                z[j] += ai * w[j]
+
+
+@njit
+def _delta_update_before(W, d, step, a, g_prev):
+    t = W.dtype.type
+    for i in range(W.shape[0]):
+        w = W[i]
+        s = t(0)
+        for j in range(W.shape[1]):
+            s += w[j] * d[j]
+        g_prev[i] = s
+        if a[i] != 0:
+            scale = step * a[i]
+            for j in range(W.shape[1]):
+                w[j] += scale * d[j]
+
+
+@njit
+def _sweep_calls(after, backward, n, inputs, deltas, W, z, g_prev):
+    step = W.dtype.type(-1e-9)
+    for k in range(n):
+        a, d = inputs[k % inputs.shape[0]], deltas[k % deltas.shape[0]]
+        if backward and after:
+            online.delta_and_update_rows(W, d, step, a, g_prev)
+        elif backward:
+            _delta_update_before(W, d, step, a, g_prev)
+        elif after:
+            online.accumulate_rows(a, W, z)
+        else:
+            _accumulate_before(a, W, z)
 
 
 def _best(run, rounds, n):
@@ -201,14 +247,43 @@ def gather(rounds):
         )
 
 
+def sweeps(rounds):
+    rng = np.random.default_rng(0)
+    for n_in, n_out, relu_input in ((64, 128, False), (128, 64, True), (64, 10, True), (784, 256, False)):
+        inputs = rng.standard_normal((997, n_in)).astype(np.float32)  # 997, 991: coprime cycles
+        if relu_input:
+            inputs[inputs < 0] = 0
+        deltas = rng.standard_normal((991, n_out)).astype(np.float32)
+        W = (rng.standard_normal((n_in, n_out)) * 0.1).astype(np.float32)
+        z, g_prev = np.zeros(n_out, np.float32), np.zeros(n_in, np.float32)
+        calls = max(100, 2_000_000 // (n_in * n_out))
+        kind = "ReLU output" if relu_input else "dense"
+        for backward, what in ((False, "forward"), (True, "backward")):
+            args = (inputs, deltas, W, z, g_prev)
+            before, after = _best(
+                lambda s, n, b=backward, a=args: _sweep_calls(s == 1, b, n, *a), rounds, calls
+            )
+            print(
+                f"sweeps {what} {n_in}x{n_out}, {kind} input: {before:.3f} -> {after:.3f} us "
+                f"({before / after:.2f}x)"
+            )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--parts", default="relu,width1,sgdfold,thin,gather")
+    parser.add_argument("--parts", default="relu,width1,sgdfold,thin,gather,sweeps")
     args = parser.parse_args(argv)
     fb.set_num_threads(1)
     print(f"BLAS: {blas.backend()}; one thread; best of {args.rounds} interleaved rounds")
-    parts = {"relu": relu, "width1": width1, "sgdfold": sgdfold, "thin": thin, "gather": gather}
+    parts = {
+        "relu": relu,
+        "width1": width1,
+        "sgdfold": sgdfold,
+        "thin": thin,
+        "gather": gather,
+        "sweeps": sweeps,
+    }
     for part in args.parts.split(","):
         parts[part](args.rounds)
 

@@ -256,3 +256,18 @@ def test_batch1_floor_times_the_rank1_update_and_prints_a_row_per_net(capsys):
     for argv in (["--nets", "huge"], ["--repeats", "0"]):
         with pytest.raises(SystemExit):
             floor.main(argv)
+
+
+def test_step_parts_sweeps_time_the_same_algorithm_before_and_after():
+    parts = _load("bench_step_parts")
+    rng = np.random.default_rng(3)
+    inputs = np.abs(rng.normal(size=(3, 9))) * (rng.uniform(size=(3, 9)) < 0.5)
+    deltas, W0 = rng.normal(size=(2, 6)), rng.normal(size=(9, 6))
+    for backward in (False, True):
+        results = []
+        for after in (False, True):
+            W, z, g_prev = W0.copy(), np.zeros(6), np.zeros(9)
+            parts._sweep_calls(after, backward, 5, inputs, deltas, W, z, g_prev)
+            results.append((W, z, g_prev))
+        for before, after in zip(*results):
+            np.testing.assert_allclose(after, before, rtol=1e-12, atol=1e-12)

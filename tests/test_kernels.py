@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from fastbp._kernels.cpu.online import accumulate_rows, update_and_accumulate_rows
+from fastbp._kernels.cpu.online import (
+    accumulate_rows,
+    delta_and_gradient_rows,
+    delta_and_update_rows,
+    update_and_accumulate_rows,
+)
 from fastbp._kernels.cpu.views import INDEX_SCRATCH, index_scratch, raw_view
 from fastbp._kernels.jit import is_finite, njit
 
@@ -110,3 +115,18 @@ def test_update_and_accumulate_rows_updates_w_then_accumulates(n_in, density):
     want_W = W0 - 0.1 * np.outer(u, d)
     np.testing.assert_allclose(W, want_W, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(z, z0 + a @ want_W, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+def test_backward_sweeps_pass_back_the_delta_of_w_before_its_update(density):
+    rng = np.random.default_rng(7)
+    a = np.abs(_sparse(rng, 13, density))  # a ReLU output: zeros among the rows
+    W0, d = rng.normal(size=(13, 6)), rng.normal(size=6)
+    W, g_prev = W0.copy(), np.full(13, np.nan)
+    delta_and_update_rows(W, d, -0.1, a, g_prev)
+    np.testing.assert_allclose(g_prev, W0 @ d, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(W, W0 - 0.1 * np.outer(a, d), rtol=1e-12, atol=1e-12)
+    dW, g_prev = np.full_like(W0, np.nan), np.full(13, np.nan)
+    delta_and_gradient_rows(W0, d, a, g_prev, dW)
+    np.testing.assert_allclose(g_prev, W0 @ d, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(dW, np.outer(a, d))

@@ -46,7 +46,7 @@ def sample_forward(li, lf, gu, params, ws, x, pending_x, pending_lr):
 # (ReLU's zeros, sparse inputs) are skipped, but not by a branch per row: the zero pattern changes
 # every sample, so that branch mispredicts about half the time on ReLU outputs. The nonzero rows'
 # indices are first gathered without branches into a small stack buffer. Measured per layer with a
-# new input every call (64-128-64-10 net's shapes, float32): 1.8-4x a branch and a pass per row.
+# new input every call: bench/bench_step_parts.py --parts sweeps.
 
 
 @njit
@@ -174,21 +174,39 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr):
             continue
         a_prev = region(ws, capacity, li[layer - 1, P.A_UNIT], 1, n_in)[0]
         g_prev = region(ws, capacity, there, 1, n_in)[0]
-        for i in range(n_in):
-            w, ai = W[i], a_prev[i]
-            # One sweep per row, with no branch on a_prev[i] (a 0 adds 0): on ReLU's zeros such a
-            # branch mispredicts about half the time, which cost more than the sweep it skipped
-            # (a row sweep each for the delta and the update, branching: 1.8-2.5x slower per layer).
-            s = t(0)
-            if fused:
-                scale = step * ai
-                for j in range(n_out):
-                    old = w[j]
-                    s += old * d[j]
-                    w[j] = old + scale * d[j]
-            else:
-                g = dW[i]
-                for j in range(n_out):
-                    s += w[j] * d[j]
-                    g[j] = ai * d[j]
-            g_prev[i] = s
+        if fused:
+            delta_and_update_rows(W, d, step, a_prev, g_prev)
+        else:
+            delta_and_gradient_rows(W, d, a_prev, g_prev, dW)
+
+
+# The backward sweeps take one pass per row with no branch on a[i] (a 0 adds 0): on ReLU's zeros
+# such a branch mispredicts about half the time, which cost more than the work it skipped
+# (bench/bench_step_parts.py --parts sweeps).
+
+
+@njit
+def delta_and_update_rows(W, d, step, a, g_prev):
+    """g_prev = W @ d with W as it was, and W[i, :] += step * a[i] * d, in one pass over W."""
+    t = W.dtype.type
+    for i in range(W.shape[0]):
+        w, scale = W[i], step * a[i]
+        s = t(0)
+        for j in range(W.shape[1]):
+            old = w[j]
+            s += old * d[j]
+            w[j] = old + scale * d[j]
+        g_prev[i] = s
+
+
+@njit
+def delta_and_gradient_rows(W, d, a, g_prev, dW):
+    """g_prev = W @ d and dW = outer(a, d), in one pass over W."""
+    t = W.dtype.type
+    for i in range(W.shape[0]):
+        w, g, ai = W[i], dW[i], a[i]
+        s = t(0)
+        for j in range(W.shape[1]):
+            s += w[j] * d[j]
+            g[j] = ai * d[j]
+        g_prev[i] = s
