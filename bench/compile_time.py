@@ -4,16 +4,24 @@ Numba cache and with a cold one. Each figure comes from a fresh subprocess; best
     .venv/bin/python bench/compile_time.py              # best of 3 (the cold runs take a while)
     .venv/bin/python bench/compile_time.py --quick      # one of each
     .venv/bin/python bench/compile_time.py --json compile.json
+    .venv/bin/python bench/compile_time.py --rev HEAD~2 --repeats 2   # cold first fits, A/B
 
 Rows:
   python startup     `python -c pass`: the floor under every other row's process
   import fastbp      time of the import statement alone, inside the process
-  first fit, warm    first net.fit (784-256-128-10, Adam, one epoch of 256 rows at --batch) with
-                     NUMBA_CACHE_DIR holding the kernels already (filled by an untimed run first)
-  first fit, cold    the same with NUMBA_CACHE_DIR an empty temporary folder: every kernel compiles
-                     (and is written to that folder)
+  first fit, warm    building a 784-256-128-10 ReLU net and its first fit (Adam, one epoch of 256
+                     rows at --batch) with NUMBA_CACHE_DIR holding the kernels already (filled by an
+                     untimed run first)
+  ... new activation the same with Tanh for ReLU, on that cache: a network whose activation no
+                     fit has used yet compiles that activation's entry points (indirect.py)
+  first fit, cold    the ReLU net with NUMBA_CACHE_DIR an empty temporary folder: every kernel it
+                     needs compiles (and is written to that folder)
 The fit rows also give a later fit in the same process (the best of three more; no compilation
-left): the difference is what compiling or loading the kernels cost. All caches here live in
+left): the difference is what compiling or loading the kernels cost. The net is built inside the
+timed span: building it compiles (or loads) its activations' entry points.
+
+--rev REV times only the cold first fit, of this checkout and of REV's fastbp/ (git archive),
+alternating fresh processes, and prints the ratio. All caches here live in
 temporary folders, so this neither reads nor writes the cache of the checkout (concurrent cache
 writes can crash Numba, see shared/NUMBA_NOTES.md), and kernels changed since the last run make no
 difference.
@@ -24,10 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FIT_SCRIPT = """
 import json, time
@@ -38,9 +50,9 @@ t1 = time.perf_counter()
 rng = np.random.default_rng(0)
 X = rng.standard_normal((256, 784), dtype=np.float32)
 y = rng.integers(0, 10, size=256)
-net = fb.Sequential(fb.Dense(784, 256), fb.ReLU(), fb.Dense(256, 128), fb.ReLU(), fb.Dense(128, 10),
-                    loss=fb.SoftmaxCrossEntropy(), seed=0)
 t2 = time.perf_counter()
+net = fb.Sequential(fb.Dense(784, 256), fb.{activation}(), fb.Dense(256, 128), fb.{activation}(),
+                    fb.Dense(128, 10), loss=fb.SoftmaxCrossEntropy(), seed=0)
 net.fit(X, y, epochs=1, batch_size={batch}, optimizer="adam", verbose=0, seed=0)
 t3 = time.perf_counter()
 later = []
@@ -61,12 +73,18 @@ print(json.dumps({"import": time.perf_counter() - t0}))
 
 def run_python(code: str, env_extra: dict | None = None, timeout: float = 600.0) -> dict:
     """Run `code` in a fresh interpreter (this one's executable) and parse the JSON line it prints
-    last; adds "process" (wall seconds of the whole subprocess)."""
-    env = dict(os.environ)
+    last; adds "process" (wall seconds of the whole subprocess). It imports the fastbp of this
+    checkout (PYTHONPATH, from a temporary working folder), or of env_extra's PYTHONPATH."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.update(env_extra or {})
     tick = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
     )
     seconds = time.perf_counter() - tick
     if done.returncode != 0:
@@ -86,7 +104,7 @@ def measure(repeats: int = 3, batch: int = 32, log=None) -> dict:
     """{"startup", "import", "warm", "cold"}: each the best over `repeats` fresh processes, as a dict
     of seconds (keys "process", and "import" / "first_fit" / "later_fit" where they apply)."""
     say = log or (lambda line: None)
-    fit = FIT_SCRIPT.format(batch=batch)
+    fit = FIT_SCRIPT.format(batch=batch, activation="ReLU")
     results = {}
     say("python startup")
     results["startup"] = best([run_python("pass") for _ in range(repeats)])
@@ -99,6 +117,14 @@ def measure(repeats: int = 3, batch: int = 32, log=None) -> dict:
         results["warm"] = best(
             [run_python(fit, {"NUMBA_CACHE_DIR": warm, "FASTBP_CACHE": "1"}) for _ in range(repeats)]
         )
+        say("first fit, warm cache, new activation")
+        tanh = FIT_SCRIPT.format(batch=batch, activation="Tanh")
+        runs = []
+        for _ in range(repeats):  # each on a copy: the first would leave Tanh's entries behind
+            with tempfile.TemporaryDirectory(prefix="fastbp-warm-cache-") as copy:
+                shutil.copytree(warm, copy, dirs_exist_ok=True)
+                runs.append(run_python(tanh, {"NUMBA_CACHE_DIR": copy, "FASTBP_CACHE": "1"}))
+        results["new_activation"] = best(runs)
     cold_runs = []
     for i in range(repeats):
         say(f"first fit, cold cache ({i + 1}/{repeats})")
@@ -106,6 +132,27 @@ def measure(repeats: int = 3, batch: int = 32, log=None) -> dict:
             cold_runs.append(run_python(fit, {"NUMBA_CACHE_DIR": cold, "FASTBP_CACHE": "1"}))
     results["cold"] = best(cold_runs)
     return results
+
+
+def compare_cold(rev: str, repeats: int, batch: int) -> None:
+    """Cold first fits of this checkout and of `rev`, alternating fresh processes (each with an empty
+    cache, run from a temporary folder so that only PYTHONPATH decides which fastbp loads)."""
+    from ab_fit import export
+
+    fit = FIT_SCRIPT.format(batch=batch, activation="ReLU")
+    with tempfile.TemporaryDirectory(prefix="fastbp-rev-") as tmp:
+        trees = {rev: export(rev, os.path.join(tmp, "rev")), "this checkout": str(ROOT)}
+        seconds = {name: [] for name in trees}
+        for i in range(repeats):
+            for name, tree in trees.items():
+                print(f"cold first fit, {name} ({i + 1}/{repeats})", file=sys.stderr, flush=True)
+                with tempfile.TemporaryDirectory(prefix="fastbp-cold-cache-") as cold:
+                    env = {"NUMBA_CACHE_DIR": cold, "FASTBP_CACHE": "1", "PYTHONPATH": tree}
+                    seconds[name].append(run_python(fit, env)["first_fit"])
+    print(f"cold first fit (s), 784-256-128-10 ReLU, Adam, batch {batch}; {repeats} fresh processes each")
+    for name, runs in seconds.items():
+        print(f"  {name}: best {min(runs):.1f}, runs " + ", ".join(f"{s:.1f}" for s in runs))
+    print(f"{rev} / this checkout: {min(seconds[rev]) / min(seconds['this checkout']):.2f}x")
 
 
 def table(results: dict) -> str:
@@ -120,6 +167,12 @@ def table(results: dict) -> str:
             results["warm"]["process"],
             results["warm"]["first_fit"],
             results["warm"]["later_fit"],
+        ),
+        (
+            "first fit, warm cache, new activation",
+            results["new_activation"]["process"],
+            results["new_activation"]["first_fit"],
+            results["new_activation"]["later_fit"],
         ),
         (
             "first fit, cold cache",
@@ -141,10 +194,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one process per figure")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the timed fits (default 32)")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument("--rev", help="time cold first fits against this git revision instead")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     if repeats < 1 or args.batch < 1:
         parser.error("--repeats and --batch must be positive")
+    if args.rev:
+        compare_cold(args.rev, repeats, args.batch)
+        return 0
     results = measure(repeats, args.batch, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"best of {repeats} fresh process(es); fit: 784-256-128-10, Adam, 256 rows, batch {args.batch}\n")
     print(table(results))

@@ -16,7 +16,7 @@ from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import steps
-from fastbp._kernels.cpu.activations import needs_preactivation
+from fastbp._kernels.cpu.activations import entry_addresses, needs_preactivation
 from fastbp._kernels.cpu.losses import loss_value
 from fastbp._validation import as_dtype
 
@@ -92,8 +92,8 @@ def _stages(specs) -> list[_Stage]:
     return stages
 
 
-def _build_plan(stages: list[_Stage]):
-    """The plan arrays (li, lf, gu) and the parameter count, for these stages."""
+def _build_plan(stages: list[_Stage], dtype):
+    """The plan arrays (li, lf, gu) and the parameter count, for these stages and dtype."""
     li = np.zeros((len(stages), P.N_INT), dtype=np.int64)
     lf = np.zeros((len(stages), P.N_FLOAT), dtype=np.float64)
     offset = 0
@@ -110,6 +110,7 @@ def _build_plan(stages: list[_Stage]):
         n_in, n_out = stage.dense.in_features, stage.dense.out_features
         act = stage.activation
         li[row, P.N_IN], li[row, P.N_OUT], li[row, P.ACT] = n_in, n_out, act.code
+        li[row, P.FORWARD_FN], li[row, P.BACKWARD_FN] = entry_addresses(act.code, dtype)
         li[row, P.W_OFF] = offset
         li[row, P.B_OFF] = offset + n_in * n_out
         offset += n_in * n_out + n_out
@@ -165,7 +166,7 @@ class Sequential:
         self.seed = seed
         self._stages = _stages(layers)
         self.specs = tuple(layers)
-        self._li, self._lf, self._gu, n_params = _build_plan(self._stages)
+        self._li, self._lf, self._gu, n_params = _build_plan(self._stages, self.dtype)
         if self.loss.integer_targets and self.n_outputs < 2:
             raise ValueError(
                 "softmax cross-entropy needs at least 2 outputs (one per class); for "

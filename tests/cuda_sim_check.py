@@ -210,9 +210,10 @@ def activations_forward_and_backward():
             # CPU: Z += b, A = f(Z) (in place unless it needs z); then the backward with a mask.
             z_cpu = Z.copy()
             a_cpu = np.empty_like(Z) if separate else z_cpu
-            cpu_act.bias_activation_forward(code, param, z_cpu, bias, a_cpu)
+            forward_fn, backward_fn = cpu_act.entry_addresses(code, dtype)
+            cpu_act.bias_activation_forward(forward_fn, param, z_cpu, bias, a_cpu)
             g_cpu, db_cpu = G.copy(), np.zeros(cols, dtype)
-            cpu_act.activation_backward(code, param, z_cpu, a_cpu, g_cpu, mask, True, db_cpu)
+            cpu_act.activation_backward(backward_fn, param, z_cpu, a_cpu, g_cpu, mask, True, db_cpu)
             # GPU: the same regions in one flat workspace: z, a (or z again), g, mask.
             z_off, a_off, g_off, m_off = 0, (n if separate else 0), 2 * n, 3 * n
             ws_host = np.zeros(4 * n, dtype)

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import textwrap
 
+import numba
 import numpy as np
 import pytest
 from conftest import fresh_asm
 from scipy.special import erfc, expit
 
+from fastbp import config
 from fastbp._kernels.cpu import activations as act
 from fastbp._kernels.cpu import fastmath as fm
 from fastbp._kernels.jit import njit
@@ -120,19 +122,41 @@ def test_float64_keeps_libm():
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
-@pytest.mark.parametrize(
-    "loop", [_exp_loop, _tanh_loop, act.bias_activation_forward], ids=["exp", "tanh", "activations"]
-)
+@pytest.mark.parametrize("loop", [_exp_loop, _tanh_loop], ids=["exp", "tanh"])
 def test_float32_loops_compile_to_simd(loop):
     """Packed single-precision arithmetic in the machine code, and no scalar libm call left."""
-    if loop is act.bias_activation_forward:
-        Z = np.ones((4, 40), dtype=np.float32)
-        asm = fresh_asm(loop.py_func, 7, 0.0, Z, np.zeros(40, np.float32), Z)
-    else:
-        asm = fresh_asm(loop.py_func, np.ones(64, np.float32), np.empty(64, np.float32))
+    asm = fresh_asm(loop.py_func, np.ones(64, np.float32), np.empty(64, np.float32))
+    assert_simd_without_libm(asm)
+
+
+def assert_simd_without_libm(asm):
     packed = re.findall(r"\bv?(?:mul|add|fmadd\d*|div|sub)ps\b", asm)
     assert len(packed) > 10
     assert not re.search(r"call\w*\s+.*\b(expf|tanhf|exp|tanh|erff|erfcf|log1pf)\b", asm)
+
+
+def entry_asm(code, dtype, direction):
+    """Assembly of activation `code`'s forward or backward entry (activations.ENTRIES), compiled
+    afresh as the C function the plan calls, with fastbp's flags."""
+    entry = act.ENTRIES[code][direction == "backward"]
+    signature = act.signatures(dtype)[direction == "backward"]
+    compiled = numba.cfunc(signature, cache=False, fastmath=config.FASTMATH, error_model="numpy")(entry)
+    return compiled._library.get_asm_str()
+
+
+# The entry points that evaluate exp, expm1, erfc, log1p, sigmoid or tanh (the other backward
+# entries take the derivative from the output, with no transcendental function).
+TRANSCENDENTAL = [
+    (code, "forward") for code in (act.ELU, act.GELU, act.SILU, act.SIGMOID, act.TANH, act.SOFTPLUS)
+]
+TRANSCENDENTAL += [(code, "backward") for code in (act.GELU, act.SILU, act.SOFTPLUS)]
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
+@pytest.mark.parametrize("code, direction", TRANSCENDENTAL)
+def test_float32_activation_entries_compile_to_simd(code, direction):
+    """Each activation entry point (the function the plan calls) in float32: SIMD, no libm."""
+    assert_simd_without_libm(entry_asm(code, np.float32, direction))
 
 
 def _relu_storing_what_it_loaded(A):
@@ -147,15 +171,14 @@ def _relu_storing_what_it_loaded(A):
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_activations_compile_without_masked_stores(dtype):
-    """bias_activation_forward (every activation's forward loop, inlined) has no AVX masked store;
-    the control loop shows that this check finds them where the CPU has them."""
+    """No activation's forward entry has an AVX masked store; the control loop shows that this
+    check finds them where the CPU has them."""
 
     Z = np.ones((4, 40), dtype=dtype)
     if "vmaskmov" not in fresh_asm(_relu_storing_what_it_loaded, Z):
         pytest.skip("this CPU's vector code has no AVX masked stores (no AVX, or AVX-512 masks)")
-    # The code is a run-time argument: one compilation holds every activation's loops.
-    asm = fresh_asm(act.bias_activation_forward.py_func, act.RELU, 0.1, Z, np.zeros(40, dtype), Z)
-    assert "vmaskmov" not in asm
+    for code in range(len(act.ENTRIES)):
+        assert "vmaskmov" not in entry_asm(code, dtype, "forward"), code
 
 
 @pytest.mark.parametrize("code", [act.ELU, act.GELU, act.SILU, act.SIGMOID, act.TANH, act.SOFTPLUS])
@@ -170,9 +193,10 @@ def test_float32_activations_agree_with_float64_at_extremes(code):
     for dtype in (np.float32, np.float64):
         Z = z.astype(dtype)
         A = np.empty_like(Z)
-        act.bias_activation_forward(code, 1.0, Z, np.zeros(z.shape[1], dtype), A)
+        forward_fn, backward_fn = act.entry_addresses(code, dtype)
+        act.bias_activation_forward(forward_fn, 1.0, Z, np.zeros(z.shape[1], dtype), A)
         G = np.ones_like(Z)
-        act.activation_backward(code, 1.0, Z, A, G, G, False, np.empty(z.shape[1], dtype))
+        act.activation_backward(backward_fn, 1.0, Z, A, G, G, False, np.empty(z.shape[1], dtype))
         outs[dtype], grads[dtype] = A.astype(np.float64), G.astype(np.float64)
     # Relative 1e-6, except GELU's far negative tail (erfc's bound, 1e-5 there), and values under
     # 1e-36, which may flush to zero (sigmoid(-91) is a float32 denormal, 1e-40).

@@ -15,7 +15,9 @@ Z_UNIT = 5  # pre-activation; equals A_UNIT when the activation runs in place
 A_UNIT = 6  # activation output
 MASK_UNIT = 7  # dropout mask (0 or 1/(1-p)); -1 without dropout
 OUT_UNIT = 8  # what the next layer reads: the dropped-out copy, or A itself
-N_INT = 9
+FORWARD_FN = 9  # address of the activation's forward entry for the network's dtype (indirect.py)
+BACKWARD_FN = 10  # address of its backward entry
+N_INT = 11
 
 # Float columns (float64 array, shape (n_layers, N_FLOAT)).
 ACT_PARAM = 0

@@ -1,8 +1,11 @@
 """Activations: each forward rule sits beside its derivative.
 
-Codes match fastbp.layers (Identity 0 ... Softplus 8). The switch on the code happens once per layer;
-each activation has its own small loops, so LLVM vectorizes every one of them (one loop body holding
-every activation's inlined math did not vectorize: tanh ran 7x slower than in its own function).
+Codes match fastbp.layers (Identity 0 ... Softplus 8). Each activation has its own small loops, so
+LLVM vectorizes every one of them (one loop body holding every activation's inlined math did not
+vectorize: tanh ran 7x slower than in its own function), and its own two entry points (forward,
+backward), compiled when a network first uses them and called through the addresses the plan holds
+(indirect.py): the compiled loops carry none of the activations' code, and a network compiles only
+its own activations.
 
 Derivatives come from the saved output where that is exact and cheaper (ReLU, LeakyReLU with a
 non-negative slope, ELU, Sigmoid, Tanh): those layers run in place and keep no pre-activation, and
@@ -21,6 +24,11 @@ stores: measured after their GEMM, they cost nothing there.
 
 import math
 
+import numba
+import numpy as np
+from numba import types
+
+from fastbp._kernels.cpu import indirect
 from fastbp._kernels.cpu.batch import copy_rows
 from fastbp._kernels.cpu.fastmath import (
     fast_erfc,
@@ -30,6 +38,7 @@ from fastbp._kernels.cpu.fastmath import (
     fast_sigmoid,
     fast_tanh,
 )
+from fastbp._kernels.cpu.indirect import array_at
 from fastbp._kernels.jit import njit
 
 IDENTITY, RELU, LEAKY_RELU, ELU, GELU, SILU, SIGMOID, TANH, SOFTPLUS = range(9)
@@ -229,7 +238,12 @@ def softplus_backward(Z, G):
             g[j] *= one if z[j] > threshold else fast_sigmoid(z[j])
 
 
-# --- dispatch, once per layer ----------------------------------------------------------------
+# --- entry points: one per activation and direction, called through the plan (indirect.py) -----
+# forward(p, z, bias, a, rows, cols, in_place): Z += bias, A = f(Z); A is Z itself when in_place.
+# backward(p, z, a, g, rows, cols): G *= f'(z), from the output A or from Z (needs_preactivation).
+# Arrays arrive as data pointers. Plain Python functions: each is compiled once, as a C function,
+# when a network first uses it. Their helpers are inlined into them (an entry runs once per layer
+# and pass: at batch 1 the calls to them cost as much as the ReLU loop itself).
 
 
 @njit
@@ -240,44 +254,174 @@ def add_bias(Z, bias):
             z[j] += bias[j]
 
 
-@njit
-def bias_activation_forward(code, param, Z, bias, A):
-    """Z += bias (row-wise), then A = f(Z). A may be Z itself (the in-place layers)."""
-    if code == RELU or code == LEAKY_RELU or code == ELU:
-        # These add the bias in their own loop (see the module's note on masked stores). A separate
-        # A (LeakyReLU's negative slope keeps z) starts as z without the bias; both then get it.
-        if Z.ctypes.data != A.ctypes.data:
-            copy_rows(Z, 0, A)
-            add_bias(Z, bias)
-        if code == RELU:
-            relu_forward(bias, A)
-        elif code == LEAKY_RELU:
-            leaky_relu_forward(param, bias, A)
-        else:
-            elu_forward(param, bias, A)
-        return
+@njit(inline="always")
+def _forward_arrays(z, bias, a, rows, cols):
+    return array_at(z, (rows, cols)), array_at(bias, (cols,)), array_at(a, (rows, cols))
+
+
+@njit(inline="always")
+def _backward_arrays(z, a, g, rows, cols):
+    return array_at(z, (rows, cols)), array_at(a, (rows, cols)), array_at(g, (rows, cols))
+
+
+@njit(inline="always")
+def _bias_then_copy(Z, bias, A, in_place):
     add_bias(Z, bias)
-    if code == GELU:
-        gelu_forward(Z, A)
-        return
-    if code == SILU:
-        silu_forward(Z, A)
-        return
-    if code == SOFTPLUS:
-        softplus_forward(Z, A)
-        return
-    # The rest map one array in place; a separate A is first filled with z.
-    if Z.ctypes.data != A.ctypes.data:
+    if not in_place:
         copy_rows(Z, 0, A)
-    if code == SIGMOID:
-        sigmoid_forward(A)
-    elif code == TANH:
-        tanh_forward(A)
+
+
+@njit(inline="always")
+def _copy_then_bias(Z, bias, A, in_place):
+    """For the loops that add the bias themselves (the module's note on masked stores): a separate
+    A (LeakyReLU's negative slope keeps z) starts as z without the bias, then both get it."""
+    if not in_place:
+        copy_rows(Z, 0, A)
+        add_bias(Z, bias)
+
+
+def forward_identity(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    _bias_then_copy(Z, bias, A, in_place)
+
+
+def backward_identity(p, z, a, g, rows, cols):
+    pass
+
+
+def forward_relu(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    _copy_then_bias(Z, bias, A, in_place)
+    relu_forward(bias, A)
+
+
+def backward_relu(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    relu_backward(A, G)
+
+
+def forward_leaky_relu(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    _copy_then_bias(Z, bias, A, in_place)
+    leaky_relu_forward(p, bias, A)
+
+
+def backward_leaky_relu(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    leaky_relu_backward(p, A if p >= 0.0 else Z, G)
+
+
+def forward_elu(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    _copy_then_bias(Z, bias, A, in_place)
+    elu_forward(p, bias, A)
+
+
+def backward_elu(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    elu_backward(p, A, G)
+
+
+def forward_gelu(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    add_bias(Z, bias)
+    gelu_forward(Z, A)
+
+
+def backward_gelu(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    gelu_backward(Z, G)
+
+
+def forward_silu(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    add_bias(Z, bias)
+    silu_forward(Z, A)
+
+
+def backward_silu(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    silu_backward(Z, G)
+
+
+def forward_sigmoid(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    _bias_then_copy(Z, bias, A, in_place)
+    sigmoid_forward(A)
+
+
+def backward_sigmoid(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    sigmoid_backward(A, G)
+
+
+def forward_tanh(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    _bias_then_copy(Z, bias, A, in_place)
+    tanh_forward(A)
+
+
+def backward_tanh(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    tanh_backward(A, G)
+
+
+def forward_softplus(p, z, bias, a, rows, cols, in_place):
+    Z, bias, A = _forward_arrays(z, bias, a, rows, cols)
+    add_bias(Z, bias)
+    softplus_forward(Z, A)
+
+
+def backward_softplus(p, z, a, g, rows, cols):
+    Z, A, G = _backward_arrays(z, a, g, rows, cols)
+    softplus_backward(Z, G)
+
+
+# By code (fastbp.layers' order).
+ENTRIES = (
+    (forward_identity, backward_identity),
+    (forward_relu, backward_relu),
+    (forward_leaky_relu, backward_leaky_relu),
+    (forward_elu, backward_elu),
+    (forward_gelu, backward_gelu),
+    (forward_silu, backward_silu),
+    (forward_sigmoid, backward_sigmoid),
+    (forward_tanh, backward_tanh),
+    (forward_softplus, backward_softplus),
+)
+
+
+def signatures(dtype):
+    """The C signatures of a forward and a backward entry for arrays of `dtype`."""
+    data = types.CPointer(numba.from_dtype(np.dtype(dtype)))
+    forward = types.void(types.float64, data, data, data, types.intp, types.intp, types.boolean)
+    backward = types.void(types.float64, data, data, data, types.intp, types.intp)
+    return forward, backward
+
+
+def entry_addresses(code: int, dtype) -> tuple[int, int]:
+    """The addresses of activation `code`'s forward and backward entries for `dtype` (compiled, or
+    loaded from the cache, on first use): what the plan holds in P.FORWARD_FN and P.BACKWARD_FN."""
+    forward_signature, backward_signature = signatures(dtype)
+    forward, backward = ENTRIES[code]
+    return indirect.address(forward, forward_signature), indirect.address(backward, backward_signature)
+
+
+# --- dispatch, once per layer ----------------------------------------------------------------
 
 
 @njit
-def activation_backward(code, param, Z, A, G, mask, use_mask, db):
-    """G = G * mask (dropout, if used) * f'(z); db = the column sums of the result.
+def bias_activation_forward(forward_fn, param, Z, bias, A):
+    """Z += bias (row-wise), then A = f(Z), through the entry at forward_fn. A may be Z itself
+    (the in-place layers)."""
+    rows, cols = Z.shape
+    indirect.call(forward_fn, (param, Z, bias, A, rows, cols, Z.ctypes.data == A.ctypes.data))
+
+
+@njit
+def activation_backward(backward_fn, param, Z, A, G, mask, use_mask, db):
+    """G = G * mask (dropout, if used) * f'(z) through the entry at backward_fn; db = the column
+    sums of the result.
 
     G holds dLoss/dOutput on entry and dLoss/dZ on exit; db is overwritten. Z is read only for the
     activations that need it (see needs_preactivation)."""
@@ -287,22 +431,7 @@ def activation_backward(code, param, Z, A, G, mask, use_mask, db):
             g, m = G[i], mask[i]
             for j in range(cols):
                 g[j] *= m[j]
-    if code == RELU:
-        relu_backward(A, G)
-    elif code == LEAKY_RELU:
-        leaky_relu_backward(param, A if param >= 0.0 else Z, G)
-    elif code == ELU:
-        elu_backward(param, A, G)
-    elif code == GELU:
-        gelu_backward(Z, G)
-    elif code == SILU:
-        silu_backward(Z, G)
-    elif code == SIGMOID:
-        sigmoid_backward(A, G)
-    elif code == TANH:
-        tanh_backward(A, G)
-    elif code == SOFTPLUS:
-        softplus_backward(Z, G)
+    indirect.call(backward_fn, (param, Z, A, G, rows, cols))
     db[:] = 0
     for i in range(rows):
         g = G[i]

@@ -36,7 +36,7 @@ def sample_forward(li, lf, gu, params, ws, x, pending_x, pending_lr):
             update_and_accumulate_rows(W, d, params.dtype.type(-pending_lr), pending_x[0], a[0], z)
         else:
             accumulate_rows(a[0], W, z)
-        bias_activation_forward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, b, A)
+        bias_activation_forward(li[layer, P.FORWARD_FN], lf[layer, P.ACT_PARAM], Z, b, A)
         a = A
     return a
 
@@ -158,7 +158,7 @@ def sample_backward(li, lf, gu, params, grads, ws, x, fused_lr):
         A = region(ws, capacity, li[layer, P.A_UNIT], 1, n_out)
         dW, db = weights(grads, li, layer)
         W, b = weights(params, li, layer)
-        activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, G, FALSE, db)
+        activation_backward(li[layer, P.BACKWARD_FN], lf[layer, P.ACT_PARAM], Z, A, G, G, FALSE, db)
         d = G[0]
         t = params.dtype.type
         step = t(-fused_lr)

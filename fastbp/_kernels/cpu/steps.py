@@ -118,7 +118,7 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
         Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
         A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
         gemm_nn(A_in, W, Z)
-        bias_activation_forward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, b, A)
+        bias_activation_forward(li[layer, P.FORWARD_FN], lf[layer, P.ACT_PARAM], Z, b, A)
         out_unit = li[layer, P.A_UNIT]
         if training and li[layer, P.MASK_UNIT] >= 0:
             out_unit = li[layer, P.OUT_UNIT]
@@ -158,7 +158,7 @@ def _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer):
     use_mask = training and li[layer, P.MASK_UNIT] >= 0
     mask = region(ws, capacity, max(li[layer, P.MASK_UNIT], 0), rows, n_out)
     _, db = weights(grads, li, layer)
-    activation_backward(li[layer, P.ACT], lf[layer, P.ACT_PARAM], Z, A, G, mask, use_mask, db)
+    activation_backward(li[layer, P.BACKWARD_FN], lf[layer, P.ACT_PARAM], Z, A, G, mask, use_mask, db)
     if layer == 0:
         A_prev = X
     else:

@@ -1,0 +1,116 @@
+"""Kernels called through an address held in the plan: a fit compiles only the ones its network uses.
+
+Numba links the code of every callee into each compiled caller and optimises the whole again, so a
+kernel reached through a switch on a code is compiled into every caller of the switch, used or not.
+The activations were such a switch: their nine forward and nine backward loops were compiled into
+seven callers (forward, backward, the batch-1 sweeps, the training loops), and a cold first fit of
+a ReLU network spent about 11 of its 45 s on them (bench/runs/2026-11-30f/compile_split.txt).
+
+Instead each activation's entry points (activations.py) are compiled on their own, as C functions
+(numba.cfunc, cached on disk like every kernel), the first time a network uses them; the plan holds
+their addresses, and the compiled loops call through them (`call`): one indirect call per layer
+and pass, which LLVM cannot inline, and nothing of the activations left in the callers.
+
+Arguments go over as C would take them: an array as the pointer to its data (the entry rebuilds
+it with `array_at`, from the shape passed beside it), a float as float64, an integer as intp, a
+flag as boolean; seven arguments or so stay in registers, and a call costs ~5 ns more than a
+direct one (arrays passed as Numba's structs cost ~27 ns, and 0.86x on a ten-layer net at batch 1).
+`call` converts every argument to its canonical type, and `address` compiles the entry for a
+signature built from the same rule, so the two agree.
+Under NUMBA_DISABLE_JIT an address is an index into a list of the plain Python entries, which
+then get the arrays themselves.
+"""
+
+import threading
+
+import numba
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array
+
+from fastbp import config
+from fastbp._kernels.jit import njit
+
+
+@njit
+def array_at(pointer, shape):
+    """The C-ordered array of `shape` (a tuple) at `pointer`: how an entry gets back its arrays."""
+    return numba.carray(pointer, shape)
+
+
+def canonical(ty):
+    """The type an argument of type `ty` is passed as, or None where `call` refuses it: a C-ordered
+    array as the pointer to its data, a float as float64, a flag as boolean, an integer as intp."""
+    if isinstance(ty, types.Array):
+        return types.CPointer(ty.dtype) if ty.layout == "C" else None
+    if isinstance(ty, types.Boolean):
+        return types.boolean
+    if isinstance(ty, types.Float):
+        return types.float64
+    if isinstance(ty, types.Integer):
+        return types.intp
+    return None
+
+
+@intrinsic
+def call(typingctx, address, args):
+    """Call the function at `address` (from `address()`) with the tuple `args`; returns nothing."""
+    if not isinstance(address, types.Integer) or not isinstance(args, types.BaseTuple):
+        return None
+    passed = [canonical(ty) for ty in args.types]
+    if any(ty is None for ty in passed):
+        return None
+
+    def codegen(context, builder, signature, values):
+        address_value, tuple_value = values
+        arguments = []
+        for k, (ty, to) in enumerate(zip(args.types, passed)):
+            value = builder.extract_value(tuple_value, k)
+            if isinstance(ty, types.Array):
+                arguments.append(make_array(ty)(context, builder, value).data)
+            else:
+                arguments.append(context.cast(builder, value, ty, to))
+        function_type = ir.FunctionType(ir.VoidType(), [context.get_value_type(ty) for ty in passed])
+        target = context.cast(builder, address_value, address, types.intp)
+        builder.call(builder.inttoptr(target, function_type.as_pointer()), arguments)
+        return context.get_dummy_value()
+
+    return types.void(address, args), codegen
+
+
+_lock = threading.Lock()
+_compiled = {}  # (entry, signature) -> numba CFunc; kept for good: its machine code lives with it
+_python_entries = []  # under NUMBA_DISABLE_JIT: address k is _python_entries[k - 1]
+
+
+def address(entry, signature) -> int:
+    """The address of the plain Python function `entry` compiled as a C function of `signature`
+    (a void Numba signature of canonical types), compiled or loaded from the cache on first use."""
+    key = (entry, signature)
+    with _lock:  # two threads building networks at once compile it once
+        if key not in _compiled:
+            if numba.config.DISABLE_JIT:
+                _python_entries.append(entry)
+                _compiled[key] = len(_python_entries)
+            else:
+                _compiled[key] = numba.cfunc(
+                    signature, cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy"
+                )(entry)
+        compiled = _compiled[key]
+    return compiled if isinstance(compiled, int) else compiled.address
+
+
+def compiled_entries() -> list:
+    """The (entry, signature) pairs compiled so far in this process (tests, precompile)."""
+    with _lock:
+        return list(_compiled)
+
+
+if numba.config.DISABLE_JIT:  # plain Python: the address indexes the entries
+
+    def call(address, args):  # noqa: F811
+        _python_entries[address - 1](*args)
+
+    def array_at(pointer, shape):  # noqa: F811
+        return pointer.reshape(shape)

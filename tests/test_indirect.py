@@ -1,0 +1,125 @@
+"""indirect.py: the activations' entry points, compiled on first use and called through the plan."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp._kernels import plan as P
+from fastbp._kernels.cpu import activations as act
+from fastbp._kernels.cpu import indirect
+from fastbp._kernels.jit import njit
+from fastbp.reference import ACTIVATION_DERIVATIVES, ACTIVATION_FUNCTIONS
+
+needs_jit = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="needs the JIT")
+
+LAYERS = [
+    fb.Identity(),
+    fb.ReLU(),
+    fb.LeakyReLU(0.1),
+    fb.LeakyReLU(-0.2),
+    fb.ELU(0.7),
+    fb.GELU(),
+    fb.SiLU(),
+    fb.Sigmoid(),
+    fb.Tanh(),
+    fb.Softplus(),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: f"{type(layer).__name__}({layer.param:g})")
+def test_each_entry_pair_through_its_address_matches_numpy(layer, dtype):
+    """Forward (bias added, in place or into a separate A) and backward (mask, f'(z), db) through
+    the addresses a network's plan holds, against the NumPy reference's activation."""
+    rng = np.random.default_rng(layer.code)
+    Z = (rng.normal(size=(5, 7)) * 3).astype(dtype)
+    bias, G = rng.normal(size=7).astype(dtype), rng.normal(size=(5, 7)).astype(dtype)
+    mask = (rng.uniform(size=(5, 7)) > 0.3).astype(dtype)
+    forward_fn, backward_fn = act.entry_addresses(layer.code, dtype)
+    z = Z.copy()
+    a = np.empty_like(z) if act.needs_preactivation(layer.code, layer.param) else z
+    act.bias_activation_forward(forward_fn, layer.param, z, bias, a)
+    g, db = G.copy(), np.full(7, np.nan, dtype)
+    act.activation_backward(backward_fn, layer.param, z, a, g, mask, True, db)
+
+    f, derivative = ACTIVATION_FUNCTIONS[layer.name], ACTIVATION_DERIVATIVES[layer.name]
+    z_ref = Z.astype(np.float64) + bias
+    g_ref = G * mask * derivative(z_ref, f(z_ref, layer.param), layer.param)
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    if a is not z:  # a layer that needs z keeps it, with the bias
+        np.testing.assert_allclose(z, z_ref, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(a, f(z_ref, layer.param), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(g, g_ref, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(db, g_ref.sum(axis=0), rtol=rtol, atol=10 * rtol)
+
+
+def test_the_plan_holds_each_layers_entries_for_the_networks_dtype():
+    for dtype in (np.float32, np.float64):
+        net = fb.Sequential(fb.Dense(3, 4), fb.Tanh(), fb.Dense(4, 2), dtype=dtype)
+        assert tuple(net._li[0, [P.FORWARD_FN, P.BACKWARD_FN]]) == act.entry_addresses(act.TANH, dtype)
+        assert tuple(net._li[1, [P.FORWARD_FN, P.BACKWARD_FN]]) == act.entry_addresses(act.IDENTITY, dtype)
+    assert act.entry_addresses(act.TANH, np.float32) != act.entry_addresses(act.TANH, np.float64)
+
+
+def test_threads_asking_at_once_get_one_compiled_entry():
+    addresses = []
+    threads = [
+        threading.Thread(target=lambda: addresses.append(act.entry_addresses(act.SOFTPLUS, np.float32)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(addresses)) == 1
+
+
+@njit
+def _call_with(address, Z):
+    indirect.call(address, (0.0, Z, Z, Z))
+
+
+@needs_jit
+def test_call_refuses_arrays_that_are_not_c_ordered():
+    """The C function takes C-ordered arrays: a strided view must not reach it as one."""
+    backward_fn = act.entry_addresses(act.RELU, np.float64)[1]
+    with pytest.raises(numba.core.errors.TypingError):
+        _call_with(backward_fn, np.ones((4, 6))[:, ::2])
+
+
+@needs_jit
+def test_a_network_compiles_only_the_activations_it_uses():
+    """In a fresh process (the kernels loaded from the cache this run filled): a ReLU network's
+    fit and predict bring in ReLU's and Identity's entries for float32, and nothing else."""
+    act.entry_addresses(act.RELU, np.float32)  # in the cache before the child looks
+    act.entry_addresses(act.IDENTITY, np.float32)
+    code = """
+        import numpy as np, fastbp as fb
+        from fastbp._kernels.cpu import indirect
+        X, y = np.ones((8, 3), np.float32), np.arange(8) % 2
+        net = fb.Sequential(fb.Dense(3, 4), fb.ReLU(), fb.Dense(4, 2), loss="cross_entropy")
+        net.fit(X, y, epochs=1, batch_size=4, verbose=0)
+        net.predict(X)
+        print(sorted(f"{entry.__name__} {sig.args[1].dtype}" for entry, sig in indirect.compiled_entries()))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == str(
+        sorted(
+            f"{name} float32"
+            for name in ("backward_identity", "backward_relu", "forward_identity", "forward_relu")
+        )
+    )
