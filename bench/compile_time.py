@@ -4,7 +4,7 @@ Numba cache and with a cold one. Each figure comes from a fresh subprocess; best
     .venv/bin/python bench/compile_time.py              # best of 3 (the cold runs take a while)
     .venv/bin/python bench/compile_time.py --quick      # one of each
     .venv/bin/python bench/compile_time.py --json compile.json
-    .venv/bin/python bench/compile_time.py --rev HEAD~2 --repeats 2   # cold first fits, A/B
+    .venv/bin/python bench/compile_time.py --rev HEAD~2 --repeats 2   # first fits against a revision
 
 Rows:
   python startup     `python -c pass`: the floor under every other row's process
@@ -20,8 +20,8 @@ The fit rows also give a later fit in the same process (the best of three more; 
 left): the difference is what compiling or loading the kernels cost. The net is built inside the
 timed span: building it compiles (or loads) its activations' entry points.
 
---rev REV times only the cold first fit, of this checkout and of REV's fastbp/ (git archive),
-alternating fresh processes, and prints the ratio. All caches here live in
+--rev REV times first fits (warm and cold) of this checkout and of REV's fastbp/ (git archive)
+instead, alternating fresh processes, and prints the ratios. All caches here live in
 temporary folders, so this neither reads nor writes the cache of the checkout (concurrent cache
 writes can crash Numba, see shared/NUMBA_NOTES.md), and kernels changed since the last run make no
 difference.
@@ -134,25 +134,33 @@ def measure(repeats: int = 3, batch: int = 32, log=None) -> dict:
     return results
 
 
-def compare_cold(rev: str, repeats: int, batch: int) -> None:
-    """Cold first fits of this checkout and of `rev`, alternating fresh processes (each with an empty
-    cache, run from a temporary folder so that only PYTHONPATH decides which fastbp loads)."""
+def compare(rev: str, repeats: int, batch: int) -> None:
+    """First fits of this checkout and of `rev`, warm and cold, alternating fresh processes (each
+    cold one with an empty cache; each tree's warm cache filled by an untimed run first)."""
     from ab_fit import export
 
     fit = FIT_SCRIPT.format(batch=batch, activation="ReLU")
     with tempfile.TemporaryDirectory(prefix="fastbp-rev-") as tmp:
         trees = {rev: export(rev, os.path.join(tmp, "rev")), "this checkout": str(ROOT)}
-        seconds = {name: [] for name in trees}
+        warm = {name: tempfile.mkdtemp(dir=tmp) for name in trees}
+        seconds = {(name, kind): [] for name in trees for kind in ("warm", "cold")}
+        for name, tree in trees.items():
+            run_python(fit, {"NUMBA_CACHE_DIR": warm[name], "FASTBP_CACHE": "1", "PYTHONPATH": tree})
         for i in range(repeats):
             for name, tree in trees.items():
-                print(f"cold first fit, {name} ({i + 1}/{repeats})", file=sys.stderr, flush=True)
+                print(f"first fits, {name} ({i + 1}/{repeats})", file=sys.stderr, flush=True)
+                env = {"NUMBA_CACHE_DIR": warm[name], "FASTBP_CACHE": "1", "PYTHONPATH": tree}
+                seconds[name, "warm"].append(run_python(fit, env)["first_fit"])
                 with tempfile.TemporaryDirectory(prefix="fastbp-cold-cache-") as cold:
                     env = {"NUMBA_CACHE_DIR": cold, "FASTBP_CACHE": "1", "PYTHONPATH": tree}
-                    seconds[name].append(run_python(fit, env)["first_fit"])
-    print(f"cold first fit (s), 784-256-128-10 ReLU, Adam, batch {batch}; {repeats} fresh processes each")
-    for name, runs in seconds.items():
-        print(f"  {name}: best {min(runs):.1f}, runs " + ", ".join(f"{s:.1f}" for s in runs))
-    print(f"{rev} / this checkout: {min(seconds[rev]) / min(seconds['this checkout']):.2f}x")
+                    seconds[name, "cold"].append(run_python(fit, env)["first_fit"])
+    print(f"first fit (s), 784-256-128-10 ReLU, Adam, batch {batch}; {repeats} fresh processes each")
+    for kind in ("warm", "cold"):
+        for name in trees:
+            runs = seconds[name, kind]
+            print(f"  {kind}, {name}: best {min(runs):.2f}, runs " + ", ".join(f"{s:.2f}" for s in runs))
+        ratio = min(seconds[rev, kind]) / min(seconds["this checkout", kind])
+        print(f"  {kind}: {rev} / this checkout {ratio:.2f}x")
 
 
 def table(results: dict) -> str:
@@ -194,13 +202,13 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one process per figure")
     parser.add_argument("--batch", type=int, default=32, help="batch size of the timed fits (default 32)")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
-    parser.add_argument("--rev", help="time cold first fits against this git revision instead")
+    parser.add_argument("--rev", help="time first fits against this git revision instead")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     if repeats < 1 or args.batch < 1:
         parser.error("--repeats and --batch must be positive")
     if args.rev:
-        compare_cold(args.rev, repeats, args.batch)
+        compare(args.rev, repeats, args.batch)
         return 0
     results = measure(repeats, args.batch, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"best of {repeats} fresh process(es); fit: 784-256-128-10, Adam, 256 rows, batch {args.batch}\n")

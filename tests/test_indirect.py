@@ -123,3 +123,15 @@ def test_a_network_compiles_only_the_activations_it_uses():
             for name in ("backward_identity", "backward_relu", "forward_identity", "forward_relu")
         )
     )
+
+
+def test_entry_signatures_take_what_call_passes():
+    """An array goes over as its data pointer, a float as float64, an integer as intp, a flag as a
+    boolean; what call would refuse, no entry can be compiled for."""
+    matrix = numba.types.Array(numba.float32, 2, "C")
+    assert indirect.signature(matrix, numba.float32, numba.int32, numba.boolean) == numba.types.void(
+        numba.types.CPointer(numba.float32), numba.float64, numba.intp, numba.boolean
+    )
+    for refused in (numba.types.Array(numba.float32, 2, "A"), numba.types.unicode_type):
+        with pytest.raises(TypeError, match="cannot pass"):
+            indirect.signature(refused)

@@ -392,10 +392,12 @@ ENTRIES = (
 
 
 def signatures(dtype):
-    """The C signatures of a forward and a backward entry for arrays of `dtype`."""
-    data = types.CPointer(numba.from_dtype(np.dtype(dtype)))
-    forward = types.void(types.float64, data, data, data, types.intp, types.intp, types.boolean)
-    backward = types.void(types.float64, data, data, data, types.intp, types.intp)
+    """The C signatures of a forward and a backward entry for arrays of `dtype`: what
+    bias_activation_forward and activation_backward below pass to indirect.call."""
+    matrix = types.Array(numba.from_dtype(np.dtype(dtype)), 2, "C")
+    vector = types.Array(matrix.dtype, 1, "C")
+    forward = indirect.signature(types.float64, matrix, vector, matrix, types.intp, types.intp, types.boolean)
+    backward = indirect.signature(types.float64, matrix, matrix, matrix, types.intp, types.intp)
     return forward, backward
 
 

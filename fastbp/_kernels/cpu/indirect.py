@@ -15,8 +15,8 @@ Arguments go over as C would take them: an array as the pointer to its data (the
 it with `array_at`, from the shape passed beside it), a float as float64, an integer as intp, a
 flag as boolean; seven arguments or so stay in registers, and a call costs ~5 ns more than a
 direct one (arrays passed as Numba's structs cost ~27 ns, and 0.86x on a ten-layer net at batch 1).
-`call` converts every argument to its canonical type, and `address` compiles the entry for a
-signature built from the same rule, so the two agree.
+`call` converts every argument to its canonical type, and entries are compiled for `signature`,
+which maps their argument types through the same rule, so the two agree.
 Under NUMBA_DISABLE_JIT an address is an index into a list of the plain Python entries, which
 then get the arrays themselves.
 """
@@ -53,6 +53,14 @@ def canonical(ty):
     return None
 
 
+def signature(*arg_types):
+    """The C signature of an entry that `call` reaches with arguments of these types."""
+    passed = [canonical(ty) for ty in arg_types]
+    if any(ty is None for ty in passed):
+        raise TypeError(f"call cannot pass arguments of types {arg_types}")
+    return types.void(*passed)
+
+
 @intrinsic
 def call(typingctx, address, args):
     """Call the function at `address` (from `address()`) with the tuple `args`; returns nothing."""
@@ -86,7 +94,7 @@ _python_entries = []  # under NUMBA_DISABLE_JIT: address k is _python_entries[k 
 
 def address(entry, signature) -> int:
     """The address of the plain Python function `entry` compiled as a C function of `signature`
-    (a void Numba signature of canonical types), compiled or loaded from the cache on first use."""
+    (from signature() above), compiled or loaded from the cache on first use."""
     key = (entry, signature)
     with _lock:  # two threads building networks at once compile it once
         if key not in _compiled:
