@@ -3,8 +3,10 @@
 Numba links the code of every callee into each compiled caller and optimises the whole again, so a
 kernel reached through a switch on a code is compiled into every caller of the switch, used or not.
 The activations were such a switch: their nine forward and nine backward loops were compiled into
-seven callers (forward, backward, the batch-1 sweeps, the training loops), and a cold first fit of
-a ReLU network spent about 11 of its 45 s on them (bench/runs/2026-11-30f/compile_split.txt).
+every kernel above the switch (the layer passes, forward, backward, the batch-1 sample passes, the
+training loops), and a cold first fit of the ReLU MLP took 1.50x as long as it does
+now (58.6 against 39.0 s, then 69.0 against 46.1 s, alternating processes:
+bench/runs/2026-11-30f/compile_ab.txt and compile_ab_2.txt).
 
 Instead each activation's entry points (activations.py) are compiled on their own, as C functions
 (numba.cfunc, cached on disk like every kernel), the first time a network uses them; the plan holds
