@@ -9,6 +9,7 @@ import threading
 import numba
 import numpy as np
 import pytest
+from conftest import ALL_ACTIVATIONS
 
 import fastbp as fb
 from fastbp._kernels import plan as P
@@ -19,22 +20,11 @@ from fastbp.reference import ACTIVATION_DERIVATIVES, ACTIVATION_FUNCTIONS
 
 needs_jit = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="needs the JIT")
 
-LAYERS = [
-    fb.Identity(),
-    fb.ReLU(),
-    fb.LeakyReLU(0.1),
-    fb.LeakyReLU(-0.2),
-    fb.ELU(0.7),
-    fb.GELU(),
-    fb.SiLU(),
-    fb.Sigmoid(),
-    fb.Tanh(),
-    fb.Softplus(),
-]
-
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: f"{type(layer).__name__}({layer.param:g})")
+@pytest.mark.parametrize(
+    "layer", ALL_ACTIVATIONS, ids=lambda layer: f"{type(layer).__name__}({layer.param:g})"
+)
 def test_each_entry_pair_through_its_address_matches_numpy(layer, dtype):
     """Forward (bias added, in place or into a separate A) and backward (mask, f'(z), db) through
     the addresses a network's plan holds, against the NumPy reference's activation."""
