@@ -1,6 +1,7 @@
 """Layer specs: Dense, the activations and Dropout. They know their shapes and settings, never the math.
 
-`Sequential` compiles a list of these into a plan of integer codes; the kernels switch on the codes.
+`Sequential` compiles a list of these into a plan of integer codes (and, per activation, the
+addresses of its compiled kernels: fastbp/_kernels/cpu/indirect.py), which the kernels read.
 """
 
 from __future__ import annotations
