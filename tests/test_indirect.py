@@ -58,17 +58,30 @@ def test_the_plan_holds_each_layers_entries_for_the_networks_dtype():
     assert act.entry_addresses(act.TANH, np.float32) != act.entry_addresses(act.TANH, np.float64)
 
 
+def _halve(x, n):
+    """An entry of this test's own: no other test compiles it, so the threads below race for it."""
+    X = indirect.array_at(x, (n,))
+    for i in range(n):
+        X[i] *= 0.5
+
+
 def test_threads_asking_at_once_get_one_compiled_entry():
-    addresses = []
-    threads = [
-        threading.Thread(target=lambda: addresses.append(act.entry_addresses(act.SOFTPLUS, np.float32)))
-        for _ in range(4)
-    ]
+    """Four threads released together ask for an entry this process has not compiled: one C
+    function is made, and all four get its address (without the lock, each made its own)."""
+    signature = indirect.signature(numba.types.Array(numba.float64, 1, "C"), numba.intp)
+    start, addresses = threading.Barrier(4), []
+
+    def ask():
+        start.wait()
+        addresses.append(indirect.address(_halve, signature))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(set(addresses)) == 1
+    assert len(addresses) == 4 and len(set(addresses)) == 1
+    assert [key for key in indirect.compiled_entries() if key[0] is _halve] == [(_halve, signature)]
 
 
 @njit
