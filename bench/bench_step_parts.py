@@ -1,4 +1,4 @@
-"""Six parts of a training step, each before and after its change, timed side by side in one
+"""Seven parts of a training step, each before and after its change, timed side by side in one
 process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS):
 
 - relu: bias + ReLU right after the layer's GEMM. Before: the bias pass, then `a = a if a > 0
@@ -21,8 +21,13 @@ process (interleaved rounds, best of --rounds; one thread for Numba and the BLAS
   row; after, online.accumulate_rows (nonzero rows gathered branch-free, four per pass). Backward
   with plain SGD, the delta W @ d and W += step * outer(a, d): before, a dot product per row, then
   the update where a[i] != 0; after, online.delta_and_update_rows (one branchless pass per row).
+- calls: what calling an activation through the address in the plan (indirect.py) costs. Before,
+  ReLU's forward (bias added, in place) and its derivative called directly, as the switch on the
+  activation code did (inlined); after, the same work through the entry's address; at 1 x 64 (a
+  batch-1 layer of the small net, where a call is most of the work) and 32 x 256. Here "after" is
+  the slower: the ratio is below 1 and the line gives the nanoseconds a call adds.
 
-    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,width1,sgdfold,thin,gather,sweeps]
+    .venv/bin/python bench/bench_step_parts.py [--rounds 7] [--parts relu,sweeps,calls,...]
 
 Prints microseconds (or samples/s) before and after and the ratio before / after.
 """
@@ -35,7 +40,7 @@ import time
 import numpy as np
 
 import fastbp as fb
-from fastbp._kernels.cpu import activations, blas, online
+from fastbp._kernels.cpu import activations, blas, indirect, online
 from fastbp._kernels.cpu import batch as batch_mod
 from fastbp._kernels.jit import njit
 
@@ -139,6 +144,22 @@ def _sweep_calls(after, backward, n, inputs, deltas, W, z, g_prev):
             online.accumulate_rows(a, W, z)
         else:
             _accumulate_before(a, W, z)
+
+
+@njit
+def _activation_calls(after, backward, n, fns, Z, bias, G):
+    """n ReLU forwards (in place) or derivatives of the (rows, cols) Z, directly or through the
+    entry addresses fns (forward, backward)."""
+    rows, cols = Z.shape
+    for _ in range(n):
+        if backward and after:
+            indirect.call(fns[1], (0.0, Z, Z, G, rows, cols))
+        elif backward:
+            activations.relu_backward(Z, G)
+        elif after:
+            indirect.call(fns[0], (0.0, Z, bias, Z, rows, cols, True))
+        else:
+            activations.relu_forward(bias, Z)
 
 
 def _best(run, rounds, n):
@@ -269,10 +290,29 @@ def sweeps(rounds):
             )
 
 
+def calls(rounds):
+    rng = np.random.default_rng(0)
+    fns = activations.entry_addresses(activations.RELU, np.float32)
+    for rows, cols in ((1, 64), (32, 256)):
+        Z = rng.standard_normal((rows, cols)).astype(np.float32)
+        bias = np.zeros(cols, np.float32)  # the forward adds it each call: zero keeps Z as it is
+        G = rng.standard_normal((rows, cols)).astype(np.float32)
+        n = max(1000, 20_000_000 // (rows * cols))
+        args = (fns, Z, bias, G)
+        for backward, what in ((False, "forward"), (True, "backward")):
+            before, after = _best(
+                lambda s, k, b=backward, a=args: _activation_calls(s == 1, b, k, *a), rounds, n
+            )
+            print(
+                f"calls ReLU {what} {rows}x{cols}: direct {before * 1e3:.1f} -> through the address "
+                f"{after * 1e3:.1f} ns ({before / after:.2f}x, {(after - before) * 1e3:+.1f} ns a call)"
+            )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--parts", default="relu,width1,sgdfold,thin,gather,sweeps")
+    parser.add_argument("--parts", default="relu,width1,sgdfold,thin,gather,sweeps,calls")
     args = parser.parse_args(argv)
     fb.set_num_threads(1)
     print(f"BLAS: {blas.backend()}; one thread; best of {args.rounds} interleaved rounds")
@@ -283,6 +323,7 @@ def main(argv=None):
         "thin": thin,
         "gather": gather,
         "sweeps": sweeps,
+        "calls": calls,
     }
     for part in args.parts.split(","):
         parts[part](args.rounds)

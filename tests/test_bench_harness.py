@@ -271,3 +271,23 @@ def test_step_parts_sweeps_time_the_same_algorithm_before_and_after():
             results.append((W, z, g_prev))
         for before, after in zip(*results):
             np.testing.assert_allclose(after, before, rtol=1e-12, atol=1e-12)
+
+
+def test_step_parts_calls_do_the_same_work_directly_and_through_the_address():
+    from fastbp._kernels.cpu import activations
+
+    parts = _load("bench_step_parts")
+    fns = activations.entry_addresses(activations.RELU, np.float64)
+    rng = np.random.default_rng(4)
+    Z0, bias, G0 = rng.normal(size=(3, 5)), rng.normal(size=5), rng.normal(size=(3, 5))
+    for backward in (False, True):
+        results = []
+        for after in (False, True):
+            Z, G = Z0.copy(), G0.copy()
+            parts._activation_calls(after, backward, 2, fns, Z, bias, G)
+            results.append((Z, G))
+        for before, after in zip(*results):
+            np.testing.assert_array_equal(after, before)
+    Z = Z0.copy()
+    parts._activation_calls(True, False, 1, fns, Z, bias, G0.copy())
+    np.testing.assert_allclose(Z, np.maximum(Z0 + bias, 0), rtol=1e-15)

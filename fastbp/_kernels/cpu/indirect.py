@@ -15,8 +15,10 @@ and pass, which LLVM cannot inline, and nothing of the activations left in the c
 
 Arguments go over as C would take them: an array as the pointer to its data (the entry rebuilds
 it with `array_at`, from the shape passed beside it), a float as float64, an integer as intp, a
-flag as boolean; seven arguments or so stay in registers, and a call costs ~5 ns more than a
-direct one (arrays passed as Numba's structs cost ~27 ns, and 0.86x on a ten-layer net at batch 1).
+flag as boolean; seven arguments or so stay in registers, and a ReLU pass on a 1 x 64 row costs
+6-10 ns more through its address than called directly (bench_step_parts.py --parts calls:
+bench/runs/2026-11-30f/step_parts_calls.txt), ~1-2% of a batch-1 step of the nets in bench/peers.py.
+A first version passed Numba's array structs: the ten-layer net ran 0.86x at batch 1.
 `call` converts every argument to its canonical type, and entries are compiled for `signature`,
 which maps their argument types through the same rule, so the two agree.
 Under NUMBA_DISABLE_JIT an address is an index into a list of the plain Python entries, which
