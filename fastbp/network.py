@@ -166,12 +166,13 @@ class Sequential:
         self.seed = seed
         self._stages = _stages(layers)
         self.specs = tuple(layers)
-        self._li, self._lf, self._gu, n_params = _build_plan(self._stages, self.dtype)
-        if self.loss.integer_targets and self.n_outputs < 2:
+        if self.loss.integer_targets and self._stages[-1].dense.out_features < 2:
             raise ValueError(
                 "softmax cross-entropy needs at least 2 outputs (one per class); for "
                 "two classes with one output use BinaryCrossEntropy"
             )
+        # Last of the checks: building the plan compiles (or loads) the activations' entries.
+        self._li, self._lf, self._gu, n_params = _build_plan(self._stages, self.dtype)
         self.params = np.zeros(n_params, dtype=self.dtype)
         self.grads = np.zeros(n_params, dtype=self.dtype)
         self.layers = self._bind_layers()

@@ -114,7 +114,7 @@ def address(entry, signature) -> int:
 
 
 def compiled_entries() -> list:
-    """The (entry, signature) pairs compiled so far in this process (tests, precompile)."""
+    """The (entry, signature) pairs compiled (or loaded) so far in this process, for the tests."""
     with _lock:
         return list(_compiled)
 
