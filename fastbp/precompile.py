@@ -4,8 +4,9 @@ With an empty Numba cache a first fit spends about a minute compiling (bench/com
 image build, an install step or a CI job can pay that here instead, so that the user's first fit
 loads the kernels from the cache (under a second). One compiled version per dtype serves every
 architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch loop, the
-batch-1 loop, the forward pass of predict and evaluate, and loss_and_grad; and every activation's
-entry points (each compiled on its own when a network first uses it: indirect.py). The kernels land
+batch-1 loop, the forward pass of predict and evaluate, and loss_and_grad; and the entry points of
+every activation, loss and optimizer rule (each compiled on its own when a fit first uses it:
+indirect.py). The kernels land
 where Numba's cache is (NUMBA_CACHE_DIR, else __pycache__ beside fastbp's sources, which must be writable).
 """
 
@@ -26,11 +27,15 @@ def _tiny_data(dtype):
 
 def _network_parts(dtype) -> None:
     from fastbp import layers
-    from fastbp._kernels.cpu import activations
+    from fastbp._kernels.cpu import activations, losses, optim
     from fastbp.network import Sequential
 
     for code in range(len(activations.ENTRIES)):
         activations.entry_addresses(code, dtype)
+    for code in range(len(losses.ENTRIES)):
+        losses.entry_address(code, dtype)
+    for kind in range(len(optim.STEP_ENTRIES)):
+        optim.step_address(kind, dtype)
     X, y = _tiny_data(dtype)
     net = Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2), loss="cross_entropy", dtype=dtype)
     net.fit(X, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop

@@ -15,7 +15,7 @@ import numpy as np
 from fastbp import cuda as cuda_mod
 from fastbp import optim as optim_mod
 from fastbp._kernels.cache import will_compile
-from fastbp._kernels.cpu.train import loop_for, train_steps
+from fastbp._kernels.cpu.train import entry_addresses, loop_for, train_steps
 from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
@@ -288,7 +288,8 @@ def fit(
                         correct[done : done + count],
                     )
                     first = gpu is None and epoch == 0 and done == 0
-                    if first and will_compile(loop_for(net._li, batch), args):
+                    entries = entry_addresses(net.loss.code, kind, net.dtype) if first else ()
+                    if first and will_compile(loop_for(net._li, batch), args + entries):
                         progress.note(COMPILE_NOTICE.format(dtype=np.dtype(net.dtype).name))
                     ran = steps(*args)
                     elapsed = time.perf_counter() - tick

@@ -1,4 +1,5 @@
-"""indirect.py: the activations' entry points, compiled on first use and called through the plan."""
+"""indirect.py: the entry points of the activations (through the plan), the losses and the optimizer
+rules (through the training loops' arguments), compiled on first use."""
 
 import os
 import subprocess
@@ -9,12 +10,14 @@ import threading
 import numba
 import numpy as np
 import pytest
-from conftest import ALL_ACTIVATIONS
+from conftest import ALL_ACTIVATIONS, ALL_LOSSES
 
 import fastbp as fb
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import activations as act
 from fastbp._kernels.cpu import indirect
+from fastbp._kernels.cpu import losses as L
+from fastbp._kernels.cpu import optim as O
 from fastbp._kernels.jit import njit
 from fastbp.reference import ACTIVATION_DERIVATIVES, ACTIVATION_FUNCTIONS
 
@@ -48,6 +51,31 @@ def test_each_entry_pair_through_its_address_matches_numpy(layer, dtype):
     np.testing.assert_allclose(a, f(z_ref, layer.param), rtol=rtol, atol=rtol)
     np.testing.assert_allclose(g, g_ref, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(db, g_ref.sum(axis=0), rtol=rtol, atol=10 * rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda loss: loss.name)
+def test_each_loss_entry_through_its_address_equals_the_switch(loss, weighted, dtype):
+    """What the training loops call (loss_and_output_grad_at) gives loss_and_output_grad's value
+    and gradient, bit for bit; a batch whose weights sum to 0 gives 0 and a zero gradient."""
+    rng = np.random.default_rng(loss.code)
+    out = (rng.normal(size=(6, 4)) * 3).astype(dtype)
+    if loss.code == L.SOFTMAX_CROSS_ENTROPY:
+        Y = rng.integers(0, 4, size=(6, 1)).astype(dtype)
+    else:
+        Y = rng.uniform(size=(6, 4)).astype(dtype)
+    weights = rng.uniform(0.5, 2.0, size=6).astype(dtype) if weighted else np.zeros(0, dtype)
+    loss_fn = L.entry_address(loss.code, dtype)
+    for w in (weights, np.zeros_like(weights)) if weighted else (weights,):
+        want, got = np.full(out.shape, np.nan, dtype), np.full(out.shape, np.nan, dtype)
+        value = L.loss_and_output_grad(loss.code, loss.param, out, Y, w, want)
+        assert L.loss_and_output_grad_at(loss_fn, loss.param, out, Y, w, got) == value
+        np.testing.assert_array_equal(got, want)
+        if w.size and not w.any():
+            assert value == 0.0 and not got.any()
+        else:
+            assert value > 0.0
 
 
 def test_the_plan_holds_each_layers_entries_for_the_networks_dtype():
@@ -98,17 +126,20 @@ def test_call_refuses_arrays_that_are_not_c_ordered():
 
 
 @needs_jit
-def test_a_network_compiles_only_the_activations_it_uses():
+def test_a_fit_compiles_only_the_entries_it_uses():
     """In a fresh process (the kernels loaded from the cache this run filled): a ReLU network's
-    fit and predict bring in ReLU's and Identity's entries for float32, and nothing else."""
+    fit (Adam, softmax cross-entropy) and predict bring in ReLU's and Identity's entries, the
+    loss's and Adam's step for float32, and nothing else."""
     act.entry_addresses(act.RELU, np.float32)  # in the cache before the child looks
     act.entry_addresses(act.IDENTITY, np.float32)
+    L.entry_address(L.SOFTMAX_CROSS_ENTROPY, np.float32)
+    O.step_address(O.ADAM, np.float32)
     code = """
         import numpy as np, fastbp as fb
         from fastbp._kernels.cpu import indirect
         X, y = np.ones((8, 3), np.float32), np.arange(8) % 2
         net = fb.Sequential(fb.Dense(3, 4), fb.ReLU(), fb.Dense(4, 2), loss="cross_entropy")
-        net.fit(X, y, epochs=1, batch_size=4, verbose=0)
+        net.fit(X, y, epochs=1, batch_size=4, optimizer="adam", verbose=0)
         net.predict(X)
         print(sorted(f"{entry.__name__} {sig.args[1].dtype}" for entry, sig in indirect.compiled_entries()))
     """
@@ -123,7 +154,14 @@ def test_a_network_compiles_only_the_activations_it_uses():
     assert result.stdout.split("\n")[-2] == str(
         sorted(
             f"{name} float32"
-            for name in ("backward_identity", "backward_relu", "forward_identity", "forward_relu")
+            for name in (
+                "backward_identity",
+                "backward_relu",
+                "forward_identity",
+                "forward_relu",
+                "softmax_cross_entropy_entry",
+                "step_adam",
+            )
         )
     )
 

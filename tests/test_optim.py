@@ -342,6 +342,27 @@ def test_scaled_step_equals_clip_then_step(name, hp, lr_parabola, lr_rosen, dtyp
         np.testing.assert_array_equal(b, a)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("name", "hp", "lr_parabola", "lr_rosen"), CASES, ids=IDS)
+def test_step_entry_through_its_address_equals_the_switch(name, hp, lr_parabola, lr_rosen, dtype):
+    """The compiled training loops step through the rule's entry (K.step_address): bit for bit
+    the switch's step, in params, every state slot and NAdam's mu_product, clipping factor included."""
+    a, b = start(dtype=dtype), start(dtype=dtype)
+    one, other = make(name, hp, lr_rosen), make(name, hp, lr_rosen)
+    kind, slots_a, scalars_a, hyper = one.prepare(a)
+    _, slots_b, scalars_b, _ = other.prepare(b)
+    step_fn = K.step_address(kind, dtype)
+    for t in range(1, 5):
+        g = rosenbrock(a.astype(np.float64))[1].astype(dtype)
+        coef = 0.5 / (K.grad_norm(g) + 1e-6) if t % 2 else 1.0
+        K.optimizer_step_scaled(kind, a, g, slots_a, scalars_a, hyper, t, lr_rosen, coef)
+        K.optimizer_step_at(step_fn, b, g, slots_b, scalars_b, hyper, t, lr_rosen, coef)
+        np.testing.assert_array_equal(b, a)
+        np.testing.assert_array_equal(slots_b, slots_a)
+        np.testing.assert_array_equal(scalars_b, scalars_a)
+    assert not np.array_equal(a, start(dtype=dtype))
+
+
 @pytest.mark.parametrize(("name", "hp", "lr_parabola", "lr_rosen"), CASES, ids=IDS)
 def test_kernel_allocates_nothing_per_step(name, hp, lr_parabola, lr_rosen):
     nrt = pytest.importorskip("numba.core.runtime._nrt_python")

@@ -57,38 +57,49 @@ def canonical(ty):
     return None
 
 
-def signature(*arg_types):
-    """The C signature of an entry that `call` reaches with arguments of these types."""
+def signature(*arg_types, returns=types.void):
+    """The C signature of an entry that `call` (returns void) or `call_float` (returns float64)
+    reaches with arguments of these types."""
     passed = [canonical(ty) for ty in arg_types]
     if any(ty is None for ty in passed):
         raise TypeError(f"call cannot pass arguments of types {arg_types}")
-    return types.void(*passed)
+    return returns(*passed)
 
 
-@intrinsic
-def call(typingctx, address, args):
-    """Call the function at `address` (from `address()`) with the tuple `args`; returns nothing."""
-    if not isinstance(address, types.Integer) or not isinstance(args, types.BaseTuple):
-        return None
-    passed = [canonical(ty) for ty in args.types]
-    if any(ty is None for ty in passed):
-        return None
+def _caller(returns):
+    """An intrinsic `(address, args) -> returns` that calls the function at `address` (from
+    `address()`) with the tuple `args`."""
 
-    def codegen(context, builder, signature, values):
-        address_value, tuple_value = values
-        arguments = []
-        for k, (ty, to) in enumerate(zip(args.types, passed)):
-            value = builder.extract_value(tuple_value, k)
-            if isinstance(ty, types.Array):
-                arguments.append(make_array(ty)(context, builder, value).data)
-            else:
-                arguments.append(context.cast(builder, value, ty, to))
-        function_type = ir.FunctionType(ir.VoidType(), [context.get_value_type(ty) for ty in passed])
-        target = context.cast(builder, address_value, address, types.intp)
-        builder.call(builder.inttoptr(target, function_type.as_pointer()), arguments)
-        return context.get_dummy_value()
+    @intrinsic
+    def caller(typingctx, address, args):
+        if not isinstance(address, types.Integer) or not isinstance(args, types.BaseTuple):
+            return None
+        passed = [canonical(ty) for ty in args.types]
+        if any(ty is None for ty in passed):
+            return None
 
-    return types.void(address, args), codegen
+        def codegen(context, builder, signature, values):
+            address_value, tuple_value = values
+            arguments = []
+            for k, (ty, to) in enumerate(zip(args.types, passed)):
+                value = builder.extract_value(tuple_value, k)
+                if isinstance(ty, types.Array):
+                    arguments.append(make_array(ty)(context, builder, value).data)
+                else:
+                    arguments.append(context.cast(builder, value, ty, to))
+            result_type = ir.VoidType() if returns == types.void else context.get_value_type(returns)
+            function_type = ir.FunctionType(result_type, [context.get_value_type(ty) for ty in passed])
+            target = context.cast(builder, address_value, address, types.intp)
+            result = builder.call(builder.inttoptr(target, function_type.as_pointer()), arguments)
+            return context.get_dummy_value() if returns == types.void else result
+
+        return returns(address, args), codegen
+
+    return caller
+
+
+call = _caller(types.void)
+call_float = _caller(types.float64)
 
 
 _lock = threading.Lock()
@@ -123,6 +134,9 @@ if numba.config.DISABLE_JIT:  # plain Python: the address indexes the entries
 
     def call(address, args):  # noqa: F811
         _python_entries[address - 1](*args)
+
+    def call_float(address, args):  # noqa: F811
+        return float(_python_entries[address - 1](*args))
 
     def array_at(pointer, shape):  # noqa: F811
         return pointer.reshape(shape)

@@ -8,9 +8,13 @@ The loss value is accumulated in float64 whatever the dtype: it is one scalar, a
 sum over a large batch would lose digits the user sees in the training log.
 """
 
+import numba
 import numpy as np
+from numba import types
 
+from fastbp._kernels.cpu import indirect
 from fastbp._kernels.cpu.fastmath import fast_exp
+from fastbp._kernels.cpu.indirect import array_at
 from fastbp._kernels.jit import njit
 
 MSE, L1, HUBER, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = range(5)
@@ -34,6 +38,14 @@ def loss_and_output_grad(code, param, out, Y, weights, G):
     `weights` (rows,) weighs each row's loss, scikit-learn style: sum(w_i l_i) / sum(w_i); an empty
     array means every weight is 1 (the plain mean). Softmax and sigmoid are fused into their
     cross-entropies: G = w_i (p - y) / sum(w), computed stably."""
+    if code == SOFTMAX_CROSS_ENTROPY:
+        return softmax_cross_entropy_and_grad(out, Y, weights, G)
+    return elementwise_loss_and_grad(code, param, out, Y, weights, G)
+
+
+@njit
+def softmax_cross_entropy_and_grad(out, Y, weights, G):
+    """loss_and_output_grad of softmax cross-entropy: Y holds one column of class indices."""
     rows, cols = out.shape
     t = out.dtype.type
     zero, one = t(0), t(1)
@@ -43,27 +55,40 @@ def loss_and_output_grad(code, param, out, Y, weights, G):
         G[:, :] = zero
         return 0.0
     total = 0.0
-    if code == SOFTMAX_CROSS_ENTROPY:
-        inv_n = one / t(w_sum)
-        for i in range(rows):
-            o = out[i]
-            g = G[i]
-            w = weights[i] if weighted else one
-            label = int(Y[i, 0])
-            peak = o[0]
-            for j in range(1, cols):
-                peak = max(peak, o[j])
-            s = zero
-            for j in range(cols):
-                g[j] = fast_exp(o[j] - peak)
-                s += g[j]
-            total += float(w) * (float(peak) + np.log(float(s)) - float(o[label]))
-            scale = w * inv_n / s
-            for j in range(cols):
-                g[j] *= scale
-            g[label] -= w * inv_n
-        return total / w_sum
+    inv_n = one / t(w_sum)
+    for i in range(rows):
+        o = out[i]
+        g = G[i]
+        w = weights[i] if weighted else one
+        label = int(Y[i, 0])
+        peak = o[0]
+        for j in range(1, cols):
+            peak = max(peak, o[j])
+        s = zero
+        for j in range(cols):
+            g[j] = fast_exp(o[j] - peak)
+            s += g[j]
+        total += float(w) * (float(peak) + np.log(float(s)) - float(o[label]))
+        scale = w * inv_n / s
+        for j in range(cols):
+            g[j] *= scale
+        g[label] -= w * inv_n
+    return total / w_sum
 
+
+@njit
+def elementwise_loss_and_grad(code, param, out, Y, weights, G):
+    """loss_and_output_grad of the losses taken element by element (MSE, L1, Huber, binary
+    cross-entropy): the mean over rows and columns."""
+    rows, cols = out.shape
+    t = out.dtype.type
+    zero, one = t(0), t(1)
+    weighted = weights.size > 0
+    w_sum = weight_total(weights, rows)
+    if w_sum == 0.0:
+        G[:, :] = zero
+        return 0.0
+    total = 0.0
     inv_n = one / t(w_sum * cols)
     for i in range(rows):
         w = weights[i] if weighted else one
@@ -102,6 +127,67 @@ def loss_and_output_grad(code, param, out, Y, weights, G):
                 G[i, j] = (p - y) * row_scale
         total += float(w) * row_total
     return total / (w_sum * cols)
+
+
+# --- entry points: a loss and its gradient, called through an address (indirect.py) -------------
+# The training loops call their loss through an address (loss_and_output_grad_at), so that they
+# hold the code of none of the losses; each entry gets the arrays as pointers beside their shapes.
+
+
+@njit(inline="always")
+def _loss_arrays(out, y, w, g, rows, cols, y_cols, n_w):
+    return (
+        array_at(out, (rows, cols)),
+        array_at(y, (rows, y_cols)),
+        array_at(w, (n_w,)),
+        array_at(g, (rows, cols)),
+    )
+
+
+def mse_entry(param, out, y, w, g, rows, cols, y_cols, n_w):
+    return elementwise_loss_and_grad(MSE, param, *_loss_arrays(out, y, w, g, rows, cols, y_cols, n_w))
+
+
+def l1_entry(param, out, y, w, g, rows, cols, y_cols, n_w):
+    return elementwise_loss_and_grad(L1, param, *_loss_arrays(out, y, w, g, rows, cols, y_cols, n_w))
+
+
+def huber_entry(param, out, y, w, g, rows, cols, y_cols, n_w):
+    return elementwise_loss_and_grad(HUBER, param, *_loss_arrays(out, y, w, g, rows, cols, y_cols, n_w))
+
+
+def binary_cross_entropy_entry(param, out, y, w, g, rows, cols, y_cols, n_w):
+    arrays = _loss_arrays(out, y, w, g, rows, cols, y_cols, n_w)
+    return elementwise_loss_and_grad(BINARY_CROSS_ENTROPY, param, *arrays)
+
+
+def softmax_cross_entropy_entry(param, out, y, w, g, rows, cols, y_cols, n_w):
+    return softmax_cross_entropy_and_grad(*_loss_arrays(out, y, w, g, rows, cols, y_cols, n_w))
+
+
+# By code.
+ENTRIES = (mse_entry, l1_entry, huber_entry, binary_cross_entropy_entry, softmax_cross_entropy_entry)
+
+
+def entry_signature(dtype):
+    """The C signature of a loss entry for arrays of `dtype`: what loss_and_output_grad_at passes."""
+    matrix = types.Array(numba.from_dtype(np.dtype(dtype)), 2, "C")
+    vector = types.Array(matrix.dtype, 1, "C")
+    shape = (types.intp,) * 4
+    return indirect.signature(types.float64, matrix, matrix, vector, matrix, *shape, returns=types.float64)
+
+
+def entry_address(code: int, dtype) -> int:
+    """The address of loss `code`'s entry for `dtype` (compiled, or loaded from the cache, on first
+    use): what a compiled training loop takes as `loss_fn`."""
+    return indirect.address(ENTRIES[code], entry_signature(dtype))
+
+
+@njit
+def loss_and_output_grad_at(loss_fn, param, out, Y, weights, G):
+    """loss_and_output_grad through the entry at loss_fn (entry_address) instead of a code."""
+    rows, cols = out.shape
+    return indirect.call_float(loss_fn, (param, out, Y, weights, G, rows, cols, Y.shape[1], weights.shape[0]))
 
 
 @njit

@@ -41,7 +41,10 @@ import math
 
 import numba
 import numpy as np
+from numba import types
 
+from fastbp._kernels.cpu import indirect
+from fastbp._kernels.cpu.indirect import array_at
 from fastbp._kernels.jit import njit
 
 SGD, ADAM, ADAMW, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, NADAM = range(8)
@@ -269,59 +272,95 @@ def _nadam_range(params, grads, slots, c, lo, hi):
         params[i] = p + cm * (mi / denom)
 
 
+# --- the per-step factors, each rule's 10-tuple of float64 (the order its _range reads) -----------
+# c[0], the factor on grads, carries maximize's sign and a clipping scale. A float exponent
+# throughout: numba's float ** int multiplies repeatedly and drifts from the pow() that torch's
+# Python floats use, by up to ~t ulps.
+_Z = 0.0
+
+
 @njit
-def _factors(kind, hyper, scalars, step, lr, grad_scale):
-    """The per-step float64 factors each rule takes (a 10-tuple), and NAdam's mu_product update.
-    c[0], the factor on grads, carries maximize's sign and a clipping scale."""
-    z = 0.0
-    # A float exponent: numba's float ** int multiplies repeatedly and drifts from the pow() that
-    # torch's Python floats use, by up to ~t ulps.
+def _signed(grad_scale, maximize):
+    return -grad_scale if maximize != 0.0 else grad_scale
+
+
+@njit
+def _sgd_factors(hyper, step, lr, grad_scale):
+    first = 1.0 if step == 1 else 0.0
+    sign = _signed(grad_scale, hyper[4])
+    return (sign, hyper[2], lr, hyper[0], 1.0 - hyper[1], hyper[3], first, _Z, _Z, _Z)
+
+
+@njit
+def _adam_factors(decoupled, hyper, step, lr, grad_scale):
+    """Adam (decoupled False) and AdamW (True)."""
+    b1, b2, eps, wd = hyper[0], hyper[1], hyper[2], hyper[3]
     t = float(step)
-    if kind == SGD:
-        sign = -grad_scale if hyper[4] != 0.0 else grad_scale
-        first = 1.0 if step == 1 else 0.0
-        return (sign, hyper[2], lr, hyper[0], 1.0 - hyper[1], hyper[3], first, z, z, z)
-    if kind == ADAM or kind == ADAMW:
-        b1, b2, eps, wd = hyper[0], hyper[1], hyper[2], hyper[3]
-        sign = -grad_scale if hyper[5] != 0.0 else grad_scale
-        bc1 = 1.0 - b1**t
-        bc2 = 1.0 - b2**t
-        if kind == ADAMW:
-            decay, wd_grad = 1.0 - lr * wd, 0.0
-        else:
-            decay, wd_grad = 1.0, wd
-        return (sign, wd_grad, decay, 1.0 - b1, b2, 1.0 - b2, eps, bc2**0.5, lr / bc1, hyper[4])
-    if kind == RMSPROP:
-        alpha = hyper[0]
-        sign = -grad_scale if hyper[5] != 0.0 else grad_scale
-        return (sign, hyper[2], lr, alpha, 1.0 - alpha, hyper[1], hyper[3], hyper[4], z, z)
-    if kind == ADAGRAD:
-        sign = -grad_scale if hyper[3] != 0.0 else grad_scale
-        clr = lr / (1.0 + (step - 1) * hyper[0])
-        return (sign, hyper[1], clr, hyper[2], z, z, z, z, z, z)
-    if kind == ADADELTA:
-        rho = hyper[0]
-        sign = -grad_scale if hyper[3] != 0.0 else grad_scale
-        return (sign, hyper[2], lr, rho, 1.0 - rho, hyper[1], z, z, z, z)
-    if kind == ADAMAX:
-        b1 = hyper[0]
-        sign = -grad_scale if hyper[4] != 0.0 else grad_scale
-        clr = lr / (1.0 - b1**t)
-        return (sign, hyper[3], 1.0 - b1, hyper[1], hyper[2], clr, z, z, z, z)
-    # NADAM
+    bc1 = 1.0 - b1**t
+    bc2 = 1.0 - b2**t
+    decay, wd_grad = (1.0 - lr * wd, 0.0) if decoupled else (1.0, wd)
+    sign = _signed(grad_scale, hyper[5])
+    return (sign, wd_grad, decay, 1.0 - b1, b2, 1.0 - b2, eps, bc2**0.5, lr / bc1, hyper[4])
+
+
+@njit
+def _rmsprop_factors(hyper, step, lr, grad_scale):
+    alpha = hyper[0]
+    sign = _signed(grad_scale, hyper[5])
+    return (sign, hyper[2], lr, alpha, 1.0 - alpha, hyper[1], hyper[3], hyper[4], _Z, _Z)
+
+
+@njit
+def _adagrad_factors(hyper, step, lr, grad_scale):
+    clr = lr / (1.0 + (step - 1) * hyper[0])
+    return (_signed(grad_scale, hyper[3]), hyper[1], clr, hyper[2], _Z, _Z, _Z, _Z, _Z, _Z)
+
+
+@njit
+def _adadelta_factors(hyper, step, lr, grad_scale):
+    rho = hyper[0]
+    return (_signed(grad_scale, hyper[3]), hyper[2], lr, rho, 1.0 - rho, hyper[1], _Z, _Z, _Z, _Z)
+
+
+@njit
+def _adamax_factors(hyper, step, lr, grad_scale):
+    b1 = hyper[0]
+    clr = lr / (1.0 - b1 ** float(step))
+    return (_signed(grad_scale, hyper[4]), hyper[3], 1.0 - b1, hyper[1], hyper[2], clr, _Z, _Z, _Z, _Z)
+
+
+@njit
+def _nadam_factors(hyper, scalars, step, lr, grad_scale):
+    """NAdam's factors; also advances its mu_product, scalars[0]."""
     b1, b2, eps, wd, md = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
-    sign = -grad_scale if hyper[6] != 0.0 else grad_scale
+    t = float(step)
     mu = b1 * (1.0 - 0.5 * 0.96 ** (t * md))
     mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * md))
     mu_product = scalars[0] * mu
     scalars[0] = mu_product
     cg = -lr * (1.0 - mu) / (1.0 - mu_product)
     cm = (-lr * mu_next) / (1.0 - mu_product * mu_next)
-    if hyper[5] != 0.0:
-        decay, wd_grad = 1.0 - lr * wd, 0.0
-    else:
-        decay, wd_grad = 1.0, wd
+    decay, wd_grad = (1.0 - lr * wd, 0.0) if hyper[5] != 0.0 else (1.0, wd)
+    sign = _signed(grad_scale, hyper[6])
     return (sign, wd_grad, decay, 1.0 - b1, b2, 1.0 - b2, eps, 1.0 - b2**t, cg, cm)
+
+
+@njit
+def _factors(kind, hyper, scalars, step, lr, grad_scale):
+    """The factors of rule `kind` for this step (and NAdam's mu_product update)."""
+    if kind == SGD:
+        return _sgd_factors(hyper, step, lr, grad_scale)
+    if kind == ADAM or kind == ADAMW:
+        return _adam_factors(kind == ADAMW, hyper, step, lr, grad_scale)
+    if kind == RMSPROP:
+        return _rmsprop_factors(hyper, step, lr, grad_scale)
+    if kind == ADAGRAD:
+        return _adagrad_factors(hyper, step, lr, grad_scale)
+    if kind == ADADELTA:
+        return _adadelta_factors(hyper, step, lr, grad_scale)
+    if kind == ADAMAX:
+        return _adamax_factors(hyper, step, lr, grad_scale)
+    return _nadam_factors(hyper, scalars, step, lr, grad_scale)
 
 
 @njit
@@ -367,6 +406,94 @@ def optimizer_step_parallel(kind, params, grads, slots, scalars, hyper, step, lr
     for k in numba.prange((n + CHUNK - 1) // CHUNK):
         lo = k * CHUNK
         _apply_range(kind, params, grads, slots, c, lo, min(lo + CHUNK, n))
+
+
+# --- entry points: one step of one rule, called through its address (indirect.py) ---------------
+# A compiled training loop calls the step of its optimizer through an address (optimizer_step_at),
+# so that it holds no rule's code: through the switch above, every rule was compiled into the
+# loop and into each kernel between. Each entry gets params, grads, slots, scalars (c) and hyper (h)
+# as pointers, and their shapes as integers.
+
+
+@njit(inline="always")
+def _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h):
+    return (
+        array_at(p, (n,)),
+        array_at(g, (n,)),
+        array_at(s, (s_rows, s_cols)),
+        array_at(c, (n_c,)),
+        array_at(h, (n_h,)),
+    )
+
+
+def step_sgd(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, _, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _sgd_range(P, G, S, _sgd_factors(H, step, lr, scale), 0, n)
+
+
+def step_adam(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, _, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _adam_range(P, G, S, _adam_factors(False, H, step, lr, scale), 0, n)
+
+
+def step_adamw(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, _, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _adam_range(P, G, S, _adam_factors(True, H, step, lr, scale), 0, n)
+
+
+def step_rmsprop(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, _, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _rmsprop_range(P, G, S, _rmsprop_factors(H, step, lr, scale), 0, n)
+
+
+def step_adagrad(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, _, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _adagrad_range(P, G, S, _adagrad_factors(H, step, lr, scale), 0, n)
+
+
+def step_adadelta(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, _, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _adadelta_range(P, G, S, _adadelta_factors(H, step, lr, scale), 0, n)
+
+
+def step_adamax(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, _, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _adamax_range(P, G, S, _adamax_factors(H, step, lr, scale), 0, n)
+
+
+def step_nadam(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h, step, lr, scale):
+    P, G, S, C, H = _state_at(p, g, s, c, h, n, s_rows, s_cols, n_c, n_h)
+    _nadam_range(P, G, S, _nadam_factors(H, C, step, lr, scale), 0, n)
+
+
+# By kind.
+STEP_ENTRIES = (
+    step_sgd, step_adam, step_adamw, step_rmsprop, step_adagrad, step_adadelta, step_adamax, step_nadam
+)  # fmt: skip
+
+
+def step_signature(dtype):
+    """The C signature of a step entry for buffers of `dtype`: what optimizer_step_at passes."""
+    vector = types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+    matrix = types.Array(vector.dtype, 2, "C")
+    floats = types.Array(types.float64, 1, "C")
+    shape = (types.intp,) * 5
+    step, lr, scale = types.intp, types.float64, types.float64
+    return indirect.signature(vector, vector, matrix, floats, floats, *shape, step, lr, scale)
+
+
+def step_address(kind: int, dtype) -> int:
+    """The address of rule `kind`'s step entry for buffers of `dtype` (compiled, or loaded from the
+    cache, on first use): what a compiled training loop takes as `step_fn`."""
+    return indirect.address(STEP_ENTRIES[kind], step_signature(dtype))
+
+
+@njit
+def optimizer_step_at(step_fn, params, grads, slots, scalars, hyper, step, lr, grad_scale):
+    """optimizer_step_scaled through the entry at step_fn (step_address) instead of a kind."""
+    n = params.shape[0]
+    shape = (n, slots.shape[0], slots.shape[1], scalars.shape[0], hyper.shape[0])
+    indirect.call(step_fn, (params, grads, slots, scalars, hyper) + shape + (step, lr, grad_scale))
 
 
 # --- gradient clipping ---------------------------------------------------------------------------

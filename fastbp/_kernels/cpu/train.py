@@ -12,10 +12,11 @@ split (one run each, machine under load; the online kernels share most of their 
 import numpy as np
 
 from fastbp._kernels import plan as P
+from fastbp._kernels.cpu import losses, optim
 from fastbp._kernels.cpu.blas import accumulates
-from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad
+from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad_at
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
-from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_scaled
+from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_at
 from fastbp._kernels.cpu.steps import (
     backward,
     backward_sgd,
@@ -88,7 +89,7 @@ def train_steps(
     return loop_for(li, batch_size)(
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
         batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm,
-        batch_losses, batch_correct,
+        batch_losses, batch_correct, *entry_addresses(loss_code, kind, params.dtype),
     )  # fmt: skip
 
 
@@ -96,6 +97,14 @@ def loop_for(li, batch_size):
     """The compiled loop train_steps runs for this plan and batch size."""
     online = batch_size == 1 and not bool(np.any(li[:, P.MASK_UNIT] >= 0))
     return online_steps if online else batch_steps
+
+
+def entry_addresses(loss_code, kind, dtype) -> tuple[int, int]:
+    """The arguments the compiled loops take after train_steps': the addresses of the loss's entry
+    and of the optimizer's step entry for `dtype` (indirect.py), compiled on first use. Through
+    them the loops hold none of the losses' and optimizer rules' code, and a first fit compiles
+    only its own loss and rule."""
+    return losses.entry_address(loss_code, dtype), optim.step_address(kind, dtype)
 
 
 @njit
@@ -127,6 +136,8 @@ def batch_steps(
     max_norm,
     batch_losses,
     batch_correct,
+    loss_fn,
+    step_fn,
 ):
     """train_steps for mini-batches (and batch 1 with dropout): each batch gathered into the workspace."""
     n = perm.size
@@ -137,7 +148,7 @@ def batch_steps(
         rows = min(batch_size, n - start)
         Xb, Yb, Wb = gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows)
         out = forward(li, lf, gu, params, ws, Xb, rows, TRUE, seed, step0 + k)
-        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, rows))
+        loss = loss_and_output_grad_at(loss_fn, loss_param, out, Yb, Wb, output_delta(li, gu, ws, rows))
         batch_correct[k] = count_correct(loss_code, out, Yb)
         if fusable and lrs[k] > 0.0:
             batch_losses[k] = loss
@@ -147,7 +158,7 @@ def batch_steps(
             continue
         backward(li, lf, gu, params, grads, ws, Xb, rows, TRUE)
         batch_losses[k] = penalized_step(
-            li, l1, l2, params, grads, kind, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
+            li, l1, l2, params, grads, step_fn, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
         )
         if not is_finite(batch_losses[k]):
             return k
@@ -183,6 +194,8 @@ def online_steps(
     max_norm,
     batch_losses,
     batch_correct,
+    loss_fn,
+    step_fn,
 ):
     """train_steps at batch 1 without dropout: each sample read where it is, through the online
     kernels (online.py), which also fold plain SGD's step into their backward sweep."""
@@ -202,7 +215,7 @@ def online_steps(
         Wb = raw_view(sample_weight, source, (1,)) if weighted else sample_weight
         out = sample_forward(li, lf, gu, params, ws, Xb, pending_x, pending_lr)
         pending_lr = 0.0
-        loss = loss_and_output_grad(loss_code, loss_param, out, Yb, Wb, output_delta(li, gu, ws, 1))
+        loss = loss_and_output_grad_at(loss_fn, loss_param, out, Yb, Wb, output_delta(li, gu, ws, 1))
         batch_correct[k] = count_correct(loss_code, out, Yb)
         if fusable and lrs[k] > 0.0:
             batch_losses[k] = loss
@@ -216,7 +229,7 @@ def online_steps(
             continue
         sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0)
         batch_losses[k] = penalized_step(
-            li, l1, l2, params, grads, kind, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
+            li, l1, l2, params, grads, step_fn, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
         )
         if not is_finite(batch_losses[k]):
             return k
@@ -224,10 +237,10 @@ def online_steps(
 
 
 @njit
-def penalized_step(li, l1, l2, params, grads, kind, slots, scalars, hyper, step, lr, max_norm, loss):
+def penalized_step(li, l1, l2, params, grads, step_fn, slots, scalars, hyper, step, lr, max_norm, loss):
     """Add the L1/L2 penalty to the batch's loss and its gradient, then take optimizer step `step`
-    (1-based) on the gradient clipped to max_norm (> 0). Returns the loss with the penalty; when
-    that is not finite, nothing is updated."""
+    (1-based, through the entry at step_fn: optim.step_address) on the gradient clipped to max_norm
+    (> 0). Returns the loss with the penalty; when that is not finite, nothing is updated."""
     loss += weight_penalty(li, params, grads, l1, l2, TRUE)
     if not is_finite(loss):
         return loss
@@ -237,7 +250,7 @@ def penalized_step(li, l1, l2, params, grads, kind, slots, scalars, hyper, step,
         norm = grad_norm(grads)
         if norm > max_norm:
             clip = max_norm / (norm + 1e-6)
-    optimizer_step_scaled(kind, params, grads, slots, scalars, hyper, step, lr, clip)
+    optimizer_step_at(step_fn, params, grads, slots, scalars, hyper, step, lr, clip)
     return loss
 
 
