@@ -15,7 +15,7 @@ from fastbp import cuda as cuda_mod
 from fastbp import layers as L
 from fastbp import losses as losses_mod
 from fastbp._kernels import plan as P
-from fastbp._kernels.cpu import steps
+from fastbp._kernels.cpu import blas, steps
 from fastbp._kernels.cpu.activations import entry_addresses, needs_preactivation
 from fastbp._kernels.cpu.losses import loss_value
 from fastbp._validation import as_dtype
@@ -132,6 +132,7 @@ def _build_plan(stages: list[_Stage], dtype):
     gu[P.DELTA1_UNIT] = take(widest)
     gu[P.SW_UNIT] = take(1)
     gu[P.TOTAL_UNITS] = units
+    gu[P.GEMM_NN_FN], gu[P.GEMM_TN_FN], gu[P.GEMM_NT_FN] = blas.entry_addresses(dtype)
     return li, lf, gu, offset
 
 

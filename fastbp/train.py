@@ -288,7 +288,8 @@ def fit(
                         correct[done : done + count],
                     )
                     first = gpu is None and epoch == 0 and done == 0
-                    entries = entry_addresses(net.loss.code, kind, net.dtype) if first else ()
+                    if first:
+                        entries = entry_addresses(net.loss.code, kind, hyper, *args[5:7], max_norm, net.dtype)
                     if first and will_compile(loop_for(net._li, batch), args + entries):
                         progress.note(COMPILE_NOTICE.format(dtype=np.dtype(net.dtype).name))
                     ran = steps(*args)

@@ -376,12 +376,8 @@ def test_minibatch_fit_equals_manual_steps(make_opt, l2, weighted, act):
 def _set_folding(monkeypatch, on):
     """Let train_steps fold plain SGD into the GEMM (on) or make it take the separate step."""
     from fastbp._kernels.cpu import blas
-    from fastbp._kernels.cpu import train as train_kernels
 
-    if fb._kernels.jit.numba.config.DISABLE_JIT:
-        monkeypatch.setattr(train_kernels, "accumulates", lambda: on)
-    else:  # compiled code reads the flag through its registered symbol at every call
-        monkeypatch.setattr(blas._accumulates_flag, "value", int(on))
+    monkeypatch.setattr(blas._accumulates_flag, "value", int(on))
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])

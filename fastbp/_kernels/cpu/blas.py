@@ -14,9 +14,8 @@ the kernels work everywhere and take the fast path where it exists. FASTBP_BLAS=
 path. `backend()` says which is in use.
 Everything is called with row-major, C-contiguous operands; alpha 1 and beta 0, except
 gemm_tn_update (C += alpha A.T @ B), which plain SGD uses to fold its step into the weight-gradient
-product. The np.dot fallback would need a temporary for that, so compiled code asks
-`accumulates()` (a third registered name, so the answer is not frozen into the cache) and takes
-the unfused path where it is False.
+product. The np.dot fallback would need a temporary for that, so train_steps asks `accumulates()`
+and takes the unfused path where it is False.
 """
 
 from __future__ import annotations
@@ -33,11 +32,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from fastbp._kernels.cpu import indirect
+from fastbp._kernels.cpu.indirect import array_at
 from fastbp._kernels.jit import FALSE, TRUE, njit
 
 FLOAT32_SYMBOL = "fastbp_cblas_sgemm"
 FLOAT64_SYMBOL = "fastbp_cblas_dgemm"
-ACCUMULATES_SYMBOL = "fastbp_blas_accumulates"
 
 # CBLAS constants (cblas.h).
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -95,7 +95,7 @@ def _fallback(dtype):
     return gemm
 
 
-# The flag behind accumulates(): an int32 that compiled code reads through ACCUMULATES_SYMBOL.
+# The flag behind accumulates() (a ctypes int, so a benchmark or a test can switch the fold off).
 _accumulates_flag = ctypes.c_int32(0)
 
 
@@ -108,14 +108,12 @@ def _register() -> str:
             address = ctypes.cast(getattr(lib, _NUMPY_SYMBOLS[kind]), ctypes.c_void_p).value
             llvm.add_symbol(symbol, address)
         _accumulates_flag.value = 1
-        llvm.add_symbol(ACCUMULATES_SYMBOL, ctypes.addressof(_accumulates_flag))
         return f"numpy's OpenBLAS ({os.path.basename(path)})"
     # Kept referenced (module global) so the compiled functions outlive this call.
     global _fallbacks
     _fallbacks = (_fallback(np.float32), _fallback(np.float64))
     llvm.add_symbol(FLOAT32_SYMBOL, _fallbacks[0].address)
     llvm.add_symbol(FLOAT64_SYMBOL, _fallbacks[1].address)
-    llvm.add_symbol(ACCUMULATES_SYMBOL, ctypes.addressof(_accumulates_flag))
     return "np.dot (Numba's BLAS, scipy's OpenBLAS)"
 
 
@@ -400,25 +398,103 @@ def gemm_tn_update(A, B, C, alpha):
     _cblas_gemm(TRANS, NO_TRANS, m, n, k, alpha, A, m, B, n, 1.0, C, n)
 
 
-@intrinsic
-def _accumulates(typingctx):
-    sig = types.boolean()
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        flag = builder.module.globals.get(ACCUMULATES_SYMBOL)
-        if flag is None:
-            flag = ir.GlobalVariable(builder.module, i32, ACCUMULATES_SYMBOL)
-            flag.linkage = "external"
-        return builder.icmp_signed("!=", builder.load(flag), ir.Constant(i32, 0))
-
-    return sig, codegen
+def accumulates() -> bool:
+    """Whether gemm_tn_update runs in the BLAS without a temporary (NumPy's OpenBLAS is bound, or
+    np.dot does it without the JIT)."""
+    return _accumulates_flag.value != 0
 
 
-@njit
-def accumulates():
-    """Whether gemm_tn_update runs in the BLAS without a temporary (NumPy's OpenBLAS is bound)."""
-    return _accumulates()
+# --- entry points, called through the addresses the plan holds (indirect.py) --------------------
+# The layer passes (steps.py) call their GEMMs through addresses: each product above (with its thin
+# and strided paths) is compiled once, into its entry, instead of into every kernel that calls it,
+# each of which Numba optimises and compiles again with all the code it links in. Shapes go over
+# beside the data pointers; op(A) is (m, k), op(B) (k, n), as in CBLAS.
+
+
+def gemm_nn_entry(a, b, c, m, n, k):
+    gemm_nn(array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n)))
+
+
+def gemm_tn_entry(a, b, c, m, n, k):
+    gemm_tn(array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n)))
+
+
+def gemm_nt_entry(a, b, c, m, n, k):
+    gemm_nt(array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n)))
+
+
+def gemm_tn_update_entry(a, b, c, m, n, k, alpha):
+    gemm_tn_update(array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n)), alpha)
+
+
+def _signature(dtype, *extra):
+    array = types.Array(numba.from_dtype(np.dtype(dtype)), 2, "C")
+    return indirect.signature(array, array, array, types.intp, types.intp, types.intp, *extra)
+
+
+def entry_addresses(dtype) -> tuple[int, int, int]:
+    """The addresses of gemm_nn's, gemm_tn's and gemm_nt's entries for `dtype` (compiled, or loaded
+    from the cache, on first use): what the plan holds in P.GEMM_NN_FN, P.GEMM_TN_FN, P.GEMM_NT_FN."""
+    entries = (gemm_nn_entry, gemm_tn_entry, gemm_nt_entry)
+    return tuple(indirect.address(entry, _signature(dtype)) for entry in entries)
+
+
+def update_address(dtype) -> int:
+    """The address of gemm_tn_update's entry for `dtype`: only plain SGD's fits need it."""
+    return indirect.address(gemm_tn_update_entry, _signature(dtype, types.float64))
+
+
+def _c_ordered(*arrays):
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+
+
+def gemm_nn_at(fn, A, B, C):
+    """gemm_nn through the entry at fn (entry_addresses). Arrays typed other than C-ordered (a
+    strided view: steps.py never passes one) take gemm_nn itself, compiled into the caller."""
+    gemm_nn(A, B, C)
+
+
+def gemm_tn_at(fn, A, B, C):
+    """gemm_tn through the entry at fn, as gemm_nn_at."""
+    gemm_tn(A, B, C)
+
+
+def gemm_nt_at(fn, A, B, C):
+    """gemm_nt through the entry at fn, as gemm_nn_at."""
+    gemm_nt(A, B, C)
+
+
+def gemm_tn_update_at(fn, A, B, C, alpha):
+    """gemm_tn_update through the entry at fn (update_address), as gemm_nn_at."""
+    gemm_tn_update(A, B, C, alpha)
+
+
+@overload(gemm_nn_at)
+def _gemm_nn_at(fn, A, B, C):
+    if not _c_ordered(A, B, C):
+        return lambda fn, A, B, C: gemm_nn(A, B, C)
+    return lambda fn, A, B, C: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[1]))
+
+
+@overload(gemm_tn_at)
+def _gemm_tn_at(fn, A, B, C):
+    if not _c_ordered(A, B, C):
+        return lambda fn, A, B, C: gemm_tn(A, B, C)
+    return lambda fn, A, B, C: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[0]))
+
+
+@overload(gemm_nt_at)
+def _gemm_nt_at(fn, A, B, C):
+    if not _c_ordered(A, B, C):
+        return lambda fn, A, B, C: gemm_nt(A, B, C)
+    return lambda fn, A, B, C: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[1]))
+
+
+@overload(gemm_tn_update_at)
+def _gemm_tn_update_at(fn, A, B, C, alpha):
+    if not _c_ordered(A, B, C):
+        return lambda fn, A, B, C, alpha: gemm_tn_update(A, B, C, alpha)
+    return lambda fn, A, B, C, alpha: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[0], alpha))
 
 
 if numba.config.DISABLE_JIT:  # plain Python: the intrinsic cannot run, np.dot does the same
@@ -435,5 +511,4 @@ if numba.config.DISABLE_JIT:  # plain Python: the intrinsic cannot run, np.dot d
     def gemm_tn_update(A, B, C, alpha):  # noqa: F811
         C += alpha * np.dot(A.T, B)
 
-    def accumulates():  # noqa: F811
-        return True
+    _accumulates_flag.value = 1

@@ -1,17 +1,25 @@
-"""Kernels called through an address held in the plan: a fit compiles only the ones its network uses.
+"""Kernels called through an address: a fit compiles only the ones it runs, and each of them once.
 
-Numba links the code of every callee into each compiled caller and optimises the whole again, so a
-kernel reached through a switch on a code is compiled into every caller of the switch, used or not.
-The activations were such a switch: their nine forward and nine backward loops were compiled into
-every kernel above the switch (the layer passes, forward, backward, the batch-1 sample passes, the
-training loops), and a cold first fit of the ReLU MLP took 1.50x as long as it does
-now (58.6 against 39.0 s, then 69.0 against 46.1 s, alternating processes:
-bench/runs/2026-11-30f/compile_ab.txt and compile_ab_2.txt).
+Numba links the code of every callee into each compiled caller, then optimises and compiles the
+whole again. So a kernel reached through a switch on a code is compiled into every caller of the
+switch, used or not, and a large callee into every kernel above it, once per level. Measured on a
+cold first fit of the ReLU MLP (alternating fresh processes, bench/compile_time.py --rev):
+- the activations' switch held nine forward and nine backward loops, compiled into the layer
+  passes, forward, backward, the batch-1 sample passes and the training loops: 1.50x the time
+  without it (58.6 against 39.0 s, then 69.0 against 46.1 s: bench/runs/2026-11-30f/);
+- the losses' and the optimizer rules' switches, in the training loops: 1.28x (41.8 against 32.6 s,
+  bench/runs/2026-11-30g/compile_ab_losses_rules.txt);
+- the GEMM wrappers (blas.py: the BLAS call, the thin and width-1 loops, the strided fallback),
+  compiled into forward, backward, the fused SGD backward and the loops above them: see
+  bench/runs/2026-11-30g/compile_ab_gemm.txt.
 
-Instead each activation's entry points (activations.py) are compiled on their own, as C functions
-(numba.cfunc, cached on disk like every kernel), the first time a network uses them; the plan holds
-their addresses, and the compiled loops call through them (`call`): one indirect call per layer
-and pass, which LLVM cannot inline, and nothing of the activations left in the callers.
+Instead each of them is an entry point compiled on its own, as a C function (numba.cfunc, cached on
+disk like every kernel), the first time a fit needs it, and the compiled code calls it through its
+address (`call`, `call_float`): one indirect call, which LLVM cannot inline, and none of the callee's
+code left in the callers. The plan holds the addresses of the activations' entries
+(activations.py) and of the three products' (blas.py) for the network's dtype; train_steps passes
+the compiled loops those of the loss (losses.py), of the optimizer's step (optim.py) and, for plain
+SGD, of the fused weight update (blas.py).
 
 Arguments go over as C would take them: an array as the pointer to its data (the entry rebuilds
 it with `array_at`, from the shape passed beside it), a float as float64, an integer as intp, a

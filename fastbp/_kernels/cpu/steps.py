@@ -11,7 +11,7 @@ from numba.extending import overload
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
 from fastbp._kernels.cpu.batch import gather_rows, gather_values
-from fastbp._kernels.cpu.blas import gemm_nn, gemm_nt, gemm_tn, gemm_tn_update
+from fastbp._kernels.cpu.blas import gemm_nn_at, gemm_nt_at, gemm_tn_at, gemm_tn_update_at
 from fastbp._kernels.cpu.losses import loss_and_output_grad
 from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import TRUE, njit
@@ -117,7 +117,7 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
         W, b = weights(params, li, layer)
         Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
         A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
-        gemm_nn(A_in, W, Z)
+        gemm_nn_at(gu[P.GEMM_NN_FN], A_in, W, Z)
         bias_activation_forward(li[layer, P.FORWARD_FN], lf[layer, P.ACT_PARAM], Z, b, A)
         out_unit = li[layer, P.A_UNIT]
         if training and li[layer, P.MASK_UNIT] >= 0:
@@ -177,17 +177,18 @@ def backward(li, lf, gu, params, grads, ws, X, rows, training):
     for layer in range(li.shape[0] - 1, -1, -1):
         D, A_prev, previous = _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer)
         dW, _ = weights(grads, li, layer)
-        gemm_tn(A_prev, D, dW)
+        gemm_tn_at(gu[P.GEMM_TN_FN], A_prev, D, dW)
         if layer > 0:
             W, _ = weights(params, li, layer)
-            gemm_nt(D, W, previous)
+            gemm_nt_at(gu[P.GEMM_NT_FN], D, W, previous)
 
 
 @njit
-def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr):
+def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr, update_fn):
     """backward with plain SGD (p -= lr * g) folded in, layer by layer: the next G = D @ W.T while W
     is still the old one, then W -= lr * A_prev.T @ D inside the BLAS (C += alpha A.T @ B, so dW is
-    never written nor read back), and b -= lr * db. Only where blas.accumulates(); grads is left
+    never written nor read back; through the entry at update_fn, blas.update_address), and
+    b -= lr * db. Only where blas.accumulates(); grads is left
     holding db alone. The same update as backward then the SGD step, up to the rounding of
     lr * dW, which the BLAS fuses."""
     t = params.dtype.type
@@ -196,8 +197,8 @@ def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr):
         D, A_prev, previous = _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer)
         W, b = weights(params, li, layer)
         if layer > 0:
-            gemm_nt(D, W, previous)
-        gemm_tn_update(A_prev, D, W, -lr)
+            gemm_nt_at(gu[P.GEMM_NT_FN], D, W, previous)
+        gemm_tn_update_at(update_fn, A_prev, D, W, -lr)
         _, db = weights(grads, li, layer)
         for j in range(b.size):
             b[j] = b[j] - rate * db[j]

@@ -12,8 +12,7 @@ split (one run each, machine under load; the online kernels share most of their 
 import numpy as np
 
 from fastbp._kernels import plan as P
-from fastbp._kernels.cpu import losses, optim
-from fastbp._kernels.cpu.blas import accumulates
+from fastbp._kernels.cpu import blas, losses, optim
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad_at
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_at
@@ -89,7 +88,8 @@ def train_steps(
     return loop_for(li, batch_size)(
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
         batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm,
-        batch_losses, batch_correct, *entry_addresses(loss_code, kind, params.dtype),
+        batch_losses, batch_correct,
+        *entry_addresses(loss_code, kind, hyper, l1, l2, max_norm, params.dtype),
     )  # fmt: skip
 
 
@@ -99,12 +99,15 @@ def loop_for(li, batch_size):
     return online_steps if online else batch_steps
 
 
-def entry_addresses(loss_code, kind, dtype) -> tuple[int, int]:
-    """The arguments the compiled loops take after train_steps': the addresses of the loss's entry
-    and of the optimizer's step entry for `dtype` (indirect.py), compiled on first use. Through
-    them the loops hold none of the losses' and optimizer rules' code, and a first fit compiles
-    only its own loss and rule."""
-    return losses.entry_address(loss_code, dtype), optim.step_address(kind, dtype)
+def entry_addresses(loss_code, kind, hyper, l1, l2, max_norm, dtype) -> tuple[int, int, int]:
+    """The arguments the compiled loops take after train_steps' own: the addresses of the loss's
+    entry, of the optimizer's step entry and, for plain SGD (plain_step) where the BLAS
+    accumulates, of the fused weight update's (else 0), for `dtype` (indirect.py), compiled on
+    first use. Through them the loops hold none of the losses', rules' and products' code, and a
+    first fit compiles only what it runs."""
+    plain = plain_step(kind, hyper, l1, l2, max_norm) and blas.accumulates()
+    update_fn = blas.update_address(dtype) if plain else 0
+    return losses.entry_address(loss_code, dtype), optim.step_address(kind, dtype), update_fn
 
 
 @njit
@@ -138,11 +141,12 @@ def batch_steps(
     batch_correct,
     loss_fn,
     step_fn,
+    update_fn,
 ):
     """train_steps for mini-batches (and batch 1 with dropout): each batch gathered into the workspace."""
     n = perm.size
     # Plain SGD folds its step into the weight-gradient GEMM (steps.backward_sgd) where the BLAS can.
-    fusable = is_plain_step(kind, hyper, l1, l2, max_norm) and accumulates()
+    fusable = update_fn != 0
     for k in range(n_batches):
         start = (first_batch + k) * batch_size
         rows = min(batch_size, n - start)
@@ -154,7 +158,7 @@ def batch_steps(
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
-            backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, TRUE, lrs[k])
+            backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, TRUE, lrs[k], update_fn)
             continue
         backward(li, lf, gu, params, grads, ws, Xb, rows, TRUE)
         batch_losses[k] = penalized_step(
@@ -196,6 +200,7 @@ def online_steps(
     batch_correct,
     loss_fn,
     step_fn,
+    update_fn,
 ):
     """train_steps at batch 1 without dropout: each sample read where it is, through the online
     kernels (online.py), which also fold plain SGD's step into their backward sweep."""
@@ -254,10 +259,9 @@ def penalized_step(li, l1, l2, params, grads, step_fn, slots, scalars, hyper, st
     return loss
 
 
-@njit
-def is_plain_step(kind, hyper, l1, l2, max_norm):
+def plain_step(kind, hyper, l1, l2, max_norm):
     """SGD without momentum, weight decay, maximize, penalty or clipping: p -= lr * g, nothing else."""
-    return (
+    return bool(
         kind == SGD
         and hyper[0] == 0.0
         and hyper[2] == 0.0
@@ -266,3 +270,6 @@ def is_plain_step(kind, hyper, l1, l2, max_norm):
         and l2 == 0.0
         and max_norm == 0.0
     )
+
+
+is_plain_step = njit(plain_step)  # the same test inside the batch-1 loop
