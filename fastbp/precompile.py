@@ -5,8 +5,8 @@ image build, an install step or a CI job can pay that here instead, so that the 
 loads the kernels from the cache (under a second). One compiled version per dtype serves every
 architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch loop, the
 batch-1 loop, the forward pass of predict and evaluate, and loss_and_grad; and the entry points of
-every activation, loss, optimizer rule and matrix product (each compiled on its own when a fit
-first uses it: indirect.py). The kernels land
+every activation, loss, optimizer rule and matrix product, the fused SGD pass and the weight
+penalty (each compiled on its own when a fit first uses it: indirect.py). The kernels land
 where Numba's cache is (NUMBA_CACHE_DIR, else __pycache__ beside fastbp's sources, which must be writable).
 """
 
@@ -27,7 +27,7 @@ def _tiny_data(dtype):
 
 def _network_parts(dtype) -> None:
     from fastbp import layers
-    from fastbp._kernels.cpu import activations, blas, losses, optim
+    from fastbp._kernels.cpu import activations, blas, losses, optim, steps
     from fastbp.network import Sequential
 
     for code in range(len(activations.ENTRIES)):
@@ -37,7 +37,8 @@ def _network_parts(dtype) -> None:
     for kind in range(len(optim.STEP_ENTRIES)):
         optim.step_address(kind, dtype)
     blas.entry_addresses(dtype)
-    blas.update_address(dtype)
+    steps.backward_sgd_address(dtype)
+    steps.penalty_address(dtype)
     X, y = _tiny_data(dtype)
     net = Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2), loss="cross_entropy", dtype=dtype)
     net.fit(X, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop

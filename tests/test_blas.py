@@ -147,38 +147,31 @@ def test_forcing_numbas_blas_gives_the_same_training():
 
 
 @njit
-def _products_through(fns, update_fn, A, B, At, Bt, products, updated, alpha):
-    """The four products as the layer passes call them: through the entries' addresses."""
+def _products_through(fns, A, B, At, Bt, products):
+    """The three products as the layer passes call them: through the entries' addresses."""
     blas.gemm_nn_at(fns[0], A, B, products[0])
     blas.gemm_tn_at(fns[1], At, B, products[1])
     blas.gemm_nt_at(fns[2], A, Bt, products[2])
-    blas.gemm_tn_update_at(update_fn, At, B, updated, alpha)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, k, n", SHAPES + [(0, 3, 2), (4, 0, 3), (4, 3, 0)])
 def test_products_through_their_entries_equal_the_direct_calls(dtype, m, k, n):
-    """steps.py calls each product through the address the plan holds (blas.entry_addresses;
-    the update's, blas.update_address, comes from train_steps): the direct call's result, on every
-    path (the BLAS, the thin loops, a width of 1, an empty dimension: C = 0), up to the order in
-    which fast-math sums a dot product (LLVM vectorizes the width-1 loop differently in the two
-    compilations: 1 ulp apart)."""
+    """steps.py calls each product through the address the plan holds (blas.entry_addresses): the
+    direct call's result, on every path (the BLAS, the thin loops, a width of 1, an empty
+    dimension: C = 0), up to the order in which fast-math sums a dot product (LLVM vectorizes the
+    width-1 loop differently in the two compilations: 1 ulp apart)."""
     eps = float(np.finfo(dtype).eps)
     A, B = operands(m, k, n, dtype)
     At, Bt = np.ascontiguousarray(A.T), np.ascontiguousarray(B.T)
     fns = np.array(blas.entry_addresses(dtype), dtype=np.int64)
     products = np.full((3, m, n), np.nan, dtype=dtype)
-    updated = np.ones((m, n), dtype=dtype)
-    _products_through(fns, blas.update_address(dtype), A, B, At, Bt, products, updated, -0.5)
-    for C, direct, args in zip(
-        products, (blas.gemm_nn, blas.gemm_tn, blas.gemm_nt), ((A, B), (At, B), (A, Bt))
-    ):
+    _products_through(fns, A, B, At, Bt, products)
+    directs = (blas.gemm_nn, blas.gemm_tn, blas.gemm_nt)
+    for C, direct, args in zip(products, directs, ((A, B), (At, B), (A, Bt))):
         want = np.full((m, n), np.nan, dtype=dtype)
         direct(*args, want)
         np.testing.assert_allclose(C, want, rtol=4 * eps, atol=4 * eps * k)
-    want = np.ones((m, n), dtype=dtype)
-    blas.gemm_tn_update(At, B, want, -0.5)
-    np.testing.assert_allclose(updated, want, rtol=4 * eps, atol=4 * eps * k)
 
 
 def test_a_strided_operand_takes_the_direct_product():
@@ -189,8 +182,7 @@ def test_a_strided_operand_takes_the_direct_product():
     wide[:, ::2] = A
     fns = np.array(blas.entry_addresses(np.float64), dtype=np.int64)
     products = np.full((3, 6, 4), np.nan)
-    updated = np.zeros((6, 4))
     At, Bt = np.ascontiguousarray(A.T), np.ascontiguousarray(B.T)
-    _products_through(fns, blas.update_address(np.float64), wide[:, ::2], B, At, Bt, products, updated, 1.0)
-    for C in (*products, updated):
+    _products_through(fns, wide[:, ::2], B, At, Bt, products)
+    for C in products:
         np.testing.assert_allclose(C, A @ B, rtol=1e-12)

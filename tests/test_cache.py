@@ -84,23 +84,27 @@ def test_kernels_are_not_compiled_again_for_constant_arguments():
     import numpy as np
 
     import fastbp as fb
-    from fastbp._kernels.cpu import activations, online, steps
+    from fastbp._kernels.cpu import blas, online, steps
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 5)).astype(np.float32)
     y = rng.integers(0, 3, size=40)
-    net = fb.Sequential(fb.Dense(5, 8), fb.ReLU(), fb.Dense(8, 3), loss="cross_entropy", seed=0)
-    net.fit(X, y, epochs=1, batch_size=8, verbose=0)  # mini-batches
+    net = fb.Sequential(fb.Dense(5, 8), fb.ReLU(), fb.Dense(8, 3), loss="cross_entropy", seed=0, l2=0.01)
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0)  # mini-batches, with the penalty's entry
     net.fit(X, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)  # the online kernels
+    net.l2 = 0.0
+    net.fit(X, y, epochs=1, batch_size=8, optimizer="sgd", verbose=0)  # the fused SGD pass's entry
     net.predict(X)
     kernels = [
         steps.forward,
         steps.backward,
         steps.backward_sgd,
         steps.weight_penalty,
+        steps._layer_delta,
         online.sample_backward,
-        activations.activation_backward,
     ]
+    if not blas.accumulates():  # no fused SGD pass without a BLAS that adds into C
+        kernels.remove(steps.backward_sgd)
     for kernel in kernels:
         # What this process compiled, and what the cache holds (a kernel that came from the cache
         # inside its caller's machine code has no signatures of its own here).

@@ -10,7 +10,7 @@ from conftest import fit_and_replay, fresh_asm
 import fastbp as fb
 from fastbp import reference
 from fastbp._kernels.cpu.batch import PREFETCH_MIN_BYTES, gather_rows, gather_values
-from fastbp._kernels.cpu.steps import PENALTY_BLOCK, weight_penalty
+from fastbp._kernels.cpu.steps import PENALTY_BLOCK, penalty_address, penalty_at, weight_penalty
 
 # (penalty relative tolerance, gradient rtol, gradient atol) per dtype: float32 sums run in float32
 # blocks of PENALTY_BLOCK, then float64.
@@ -43,6 +43,22 @@ def numpy_penalty(net, l1, l2):
         total += l1 * np.abs(W).sum() + 0.5 * l2 * (W * W).sum()
         term[layer.w_slice] = (t(l1) * np.sign(layer.W) + t(l2) * layer.W).ravel()
     return total, term
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("l1, l2", PENALTIES)
+def test_the_penalty_through_its_address_equals_numpy(dtype, l1, l2, rng):
+    """The training loops add the penalty through its entry (steps.penalty_address), with its
+    gradient: the same sums and gradient terms as weight_penalty."""
+    net = penalty_net(dtype)
+    net.params[:] = rng.normal(size=net.n_params)
+    grads0 = rng.normal(size=net.n_params).astype(dtype)
+    grads = grads0.copy()
+    value = penalty_at(penalty_address(dtype), net._li, net.params, grads, l1, l2)
+    expected, term = numpy_penalty(net, l1, l2)
+    rel, rtol, atol = TOLERANCE[dtype]
+    assert value == pytest.approx(expected, rel=rel)
+    np.testing.assert_allclose(grads, grads0 + term, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)

@@ -23,7 +23,7 @@ njit = functools.partial(
 TRUE, FALSE, ZERO = np.bool_(True), np.bool_(False), np.int64(0)
 
 
-@njit
+@njit(inline="always")
 def is_finite(x):
     """Whether the scalar x is finite. Not np.isfinite: with the full fast-math flag set above,
     LLVM folded np.isfinite(s) to True for an accumulated float64 s (measured with numba 0.68.1),

@@ -412,7 +412,7 @@ def entry_addresses(code: int, dtype) -> tuple[int, int]:
 # --- dispatch, once per layer ----------------------------------------------------------------
 
 
-@njit
+@njit(inline="always")
 def bias_activation_forward(forward_fn, param, Z, bias, A):
     """Z += bias (row-wise), then A = f(Z), through the entry at forward_fn. A may be Z itself
     (the in-place layers)."""
@@ -420,7 +420,7 @@ def bias_activation_forward(forward_fn, param, Z, bias, A):
     indirect.call(forward_fn, (param, Z, bias, A, rows, cols, Z.ctypes.data == A.ctypes.data))
 
 
-@njit
+@njit(inline="always")
 def activation_backward(backward_fn, param, Z, A, G, mask, use_mask, db):
     """G = G * mask (dropout, if used) * f'(z) through the entry at backward_fn; db = the column
     sums of the result.

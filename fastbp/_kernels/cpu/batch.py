@@ -55,7 +55,7 @@ def _prefetch_row(typingctx, src, row):
     return sig, codegen
 
 
-@njit
+@njit(inline="always")
 def gather_rows(src, index, lo, hi, dst):
     """dst[i, :] = src[index[lo + i], :] for i < hi - lo. src (n, cols), dst (>= hi - lo, cols), same
     dtype; writes dst only."""
@@ -82,7 +82,7 @@ def copy_rows(src, lo, dst):
             dst[i, j] = src[lo + i, j]
 
 
-@njit
+@njit(inline="always")
 def gather_values(src, index, lo, hi, dst):
     """dst[i] = src[index[lo + i]] for i < hi - lo: the 1-D gather, for per-row sample weights."""
     for i in range(hi - lo):

@@ -177,11 +177,17 @@ def _cblas_gemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, bet
     return sig, codegen
 
 
-@njit
 def _row_major(A):
-    """Whether A's rows are contiguous and back to back (always so for C-layout arrays; an
-    "A"-layout view may not be)."""
+    """Whether A's rows are contiguous and back to back: always so for C-layout arrays (a
+    constant, so the branch that checks it folds away); an "A"-layout view may not be."""
     return A.strides[1] == A.itemsize and A.strides[0] == A.shape[1] * A.itemsize
+
+
+@overload(_row_major)
+def _row_major_compiled(A):
+    if A.layout == "C":
+        return lambda A: True
+    return _row_major
 
 
 # Products with a dimension of 1 (a single output unit: regression, one-logit classification) run
@@ -202,7 +208,7 @@ def _column(M):
     return M[:, 0]
 
 
-@overload(_column)
+@overload(_column, inline="always")
 def _column_compiled(M):
     # A reshape gives a contiguous vector (so the loops below vectorize), but Numba types reshape
     # only for C-layout arrays; an "A"-layout one (a strided view) gets the strided column.
@@ -211,7 +217,7 @@ def _column_compiled(M):
     return lambda M: M[:, 0]
 
 
-@njit
+@njit(inline="always")
 def _dots(A, b, c):
     """c[i] = A[i, :] . b, A (m, k), b and c contiguous vectors."""
     zero = c.dtype.type(0)
@@ -223,7 +229,7 @@ def _dots(A, b, c):
         c[i] = s
 
 
-@njit
+@njit(inline="always")
 def _row_sum(A, b, c):
     """c = sum over i of b[i] * A[i, :], A (k, m), b (k,) and c (m,) contiguous vectors."""
     c[:] = 0
@@ -234,7 +240,7 @@ def _row_sum(A, b, c):
             c[j] += bi * a[j]
 
 
-@njit
+@njit(inline="always")
 def _outer(a, b, C):
     """C = a b^T, a (m,), b (n,) contiguous vectors."""
     for i in range(C.shape[0]):
@@ -256,7 +262,7 @@ def _stack_buffer(typingctx, like):
     return sig, codegen
 
 
-@njit
+@njit(inline="always")
 def _thin_nn(A, B, C, T):
     """C = A @ B for a thin B (k, n): T (n, k) takes B.T, so each output is a dot product of two
     contiguous rows (a vectorized loop), and four rows of A share each load of T."""
@@ -289,7 +295,7 @@ def _thin_nn(A, B, C, T):
             C[r, j] = s
 
 
-@njit
+@njit(inline="always")
 def _thin_tn(A, B, C, T):
     """C = A.T @ B for a thin B (k, n), A (k, m): row j of T (n, m) sums B[i, j] * A[i, :] over the
     rows i of A, four at a time (contiguous, vectorized, one store per four terms); C takes T.T."""
@@ -336,13 +342,36 @@ def _loop_gemm(trans_a, trans_b, A, B, C, alpha, beta):
             C[i, j] = a * s + b * C[i, j] if beta != 0.0 else a * s
 
 
-@njit
+def _off_the_fast_path(trans_a, trans_b, A, B, C, alpha, beta):
+    """C = alpha op(A) @ op(B) + beta C where the fast paths do not apply: an empty dimension, or
+    rows that are not back to back (only in arrays typed other than C-ordered)."""
+    _loop_gemm(trans_a, trans_b, A, B, C, alpha, beta)
+
+
+@overload(_off_the_fast_path)
+def _off_the_fast_path_compiled(trans_a, trans_b, A, B, C, alpha, beta):
+    if not all(a.layout == "C" for a in (A, B, C)):
+        return _off_the_fast_path
+    # C-ordered operands come here only with an empty dimension: the product is empty, C = beta C.
+    # Not _loop_gemm itself, which then compiled into every product's entry for nothing but this.
+
+    def scale(trans_a, trans_b, A, B, C, alpha, beta):
+        b = C.dtype.type(beta)
+        for i in range(C.shape[0]):
+            row = C[i]
+            for j in range(row.size):
+                row[j] = b * row[j] if beta != 0.0 else b
+
+    return scale
+
+
+@njit(inline="always")
 def gemm_nn(A, B, C):
     """C = A @ B; A (m, k), B (k, n), C (m, n)."""
     m, k = A.shape
     n = B.shape[1]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        _loop_gemm(FALSE, FALSE, A, B, C, 1.0, 0.0)
+        _off_the_fast_path(FALSE, FALSE, A, B, C, 1.0, 0.0)
         return
     if n == 1:
         _dots(A, _column(B), _column(C))
@@ -353,13 +382,13 @@ def gemm_nn(A, B, C):
     _cblas_gemm(NO_TRANS, NO_TRANS, m, n, k, 1.0, A, k, B, n, 0.0, C, n)
 
 
-@njit
+@njit(inline="always")
 def gemm_tn(A, B, C):
     """C = A.T @ B; A (k, m), B (k, n), C (m, n) (dW = A_prev.T @ delta)."""
     k, m = A.shape
     n = B.shape[1]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        _loop_gemm(TRUE, FALSE, A, B, C, 1.0, 0.0)
+        _off_the_fast_path(TRUE, FALSE, A, B, C, 1.0, 0.0)
         return
     if n == 1:
         _row_sum(A, _column(B), _column(C))
@@ -370,13 +399,13 @@ def gemm_tn(A, B, C):
     _cblas_gemm(TRANS, NO_TRANS, m, n, k, 1.0, A, m, B, n, 0.0, C, n)
 
 
-@njit
+@njit(inline="always")
 def gemm_nt(A, B, C):
     """C = A @ B.T; A (m, k), B (n, k), C (m, n) (delta @ W.T)."""
     m, k = A.shape
     n = B.shape[0]
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        _loop_gemm(FALSE, TRUE, A, B, C, 1.0, 0.0)
+        _off_the_fast_path(FALSE, TRUE, A, B, C, 1.0, 0.0)
         return
     if k == 1:
         _outer(_column(A), _column(B), C)
@@ -384,7 +413,7 @@ def gemm_nt(A, B, C):
     _cblas_gemm(NO_TRANS, TRANS, m, n, k, 1.0, A, k, B, k, 0.0, C, n)
 
 
-@njit
+@njit(inline="always")
 def gemm_tn_update(A, B, C, alpha):
     """C += alpha * A.T @ B; A (k, m), B (k, n), C (m, n) (W -= lr * A_prev.T @ delta). Only where
     accumulates() is True: elsewhere it would allocate a temporary."""
@@ -393,7 +422,7 @@ def gemm_tn_update(A, B, C, alpha):
     if m == 0 or n == 0 or k == 0:
         return
     if not (_row_major(A) and _row_major(B) and _row_major(C)):
-        _loop_gemm(TRUE, FALSE, A, B, C, alpha, 1.0)
+        _off_the_fast_path(TRUE, FALSE, A, B, C, alpha, 1.0)
         return
     _cblas_gemm(TRANS, NO_TRANS, m, n, k, alpha, A, m, B, n, 1.0, C, n)
 
@@ -406,9 +435,13 @@ def accumulates() -> bool:
 
 # --- entry points, called through the addresses the plan holds (indirect.py) --------------------
 # The layer passes (steps.py) call their GEMMs through addresses: each product above (with its thin
-# and strided paths) is compiled once, into its entry, instead of into every kernel that calls it,
-# each of which Numba optimises and compiles again with all the code it links in. Shapes go over
-# beside the data pointers; op(A) is (m, k), op(B) (k, n), as in CBLAS.
+# and width-1 paths) is compiled once, into its entry, instead of into every kernel that calls it,
+# each of which Numba optimised and compiled again with all the code it links in. For the same
+# reason the functions above are inlined into their callers at Numba's level (inline="always"): a
+# separately compiled gemm_nn was compiled again inside the entry, and _thin_nn inside both. And
+# since the entries' arrays are C-ordered, no empty product there compiles the strided loops
+# (_off_the_fast_path). Shapes go over beside the data pointers; op(A) is (m, k), op(B) (k, n), as
+# in CBLAS.
 
 
 def gemm_nn_entry(a, b, c, m, n, k):
@@ -423,13 +456,9 @@ def gemm_nt_entry(a, b, c, m, n, k):
     gemm_nt(array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n)))
 
 
-def gemm_tn_update_entry(a, b, c, m, n, k, alpha):
-    gemm_tn_update(array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n)), alpha)
-
-
-def _signature(dtype, *extra):
+def _signature(dtype):
     array = types.Array(numba.from_dtype(np.dtype(dtype)), 2, "C")
-    return indirect.signature(array, array, array, types.intp, types.intp, types.intp, *extra)
+    return indirect.signature(array, array, array, types.intp, types.intp, types.intp)
 
 
 def entry_addresses(dtype) -> tuple[int, int, int]:
@@ -437,11 +466,6 @@ def entry_addresses(dtype) -> tuple[int, int, int]:
     from the cache, on first use): what the plan holds in P.GEMM_NN_FN, P.GEMM_TN_FN, P.GEMM_NT_FN."""
     entries = (gemm_nn_entry, gemm_tn_entry, gemm_nt_entry)
     return tuple(indirect.address(entry, _signature(dtype)) for entry in entries)
-
-
-def update_address(dtype) -> int:
-    """The address of gemm_tn_update's entry for `dtype`: only plain SGD's fits need it."""
-    return indirect.address(gemm_tn_update_entry, _signature(dtype, types.float64))
 
 
 def _c_ordered(*arrays):
@@ -464,37 +488,25 @@ def gemm_nt_at(fn, A, B, C):
     gemm_nt(A, B, C)
 
 
-def gemm_tn_update_at(fn, A, B, C, alpha):
-    """gemm_tn_update through the entry at fn (update_address), as gemm_nn_at."""
-    gemm_tn_update(A, B, C, alpha)
-
-
-@overload(gemm_nn_at)
+@overload(gemm_nn_at, inline="always")
 def _gemm_nn_at(fn, A, B, C):
     if not _c_ordered(A, B, C):
         return lambda fn, A, B, C: gemm_nn(A, B, C)
     return lambda fn, A, B, C: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[1]))
 
 
-@overload(gemm_tn_at)
+@overload(gemm_tn_at, inline="always")
 def _gemm_tn_at(fn, A, B, C):
     if not _c_ordered(A, B, C):
         return lambda fn, A, B, C: gemm_tn(A, B, C)
     return lambda fn, A, B, C: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[0]))
 
 
-@overload(gemm_nt_at)
+@overload(gemm_nt_at, inline="always")
 def _gemm_nt_at(fn, A, B, C):
     if not _c_ordered(A, B, C):
         return lambda fn, A, B, C: gemm_nt(A, B, C)
     return lambda fn, A, B, C: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[1]))
-
-
-@overload(gemm_tn_update_at)
-def _gemm_tn_update_at(fn, A, B, C, alpha):
-    if not _c_ordered(A, B, C):
-        return lambda fn, A, B, C, alpha: gemm_tn_update(A, B, C, alpha)
-    return lambda fn, A, B, C, alpha: indirect.call(fn, (A, B, C, C.shape[0], C.shape[1], A.shape[0], alpha))
 
 
 if numba.config.DISABLE_JIT:  # plain Python: the intrinsic cannot run, np.dot does the same

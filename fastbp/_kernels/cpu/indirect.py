@@ -45,7 +45,7 @@ from fastbp import config
 from fastbp._kernels.jit import njit
 
 
-@njit
+@njit(inline="always")
 def array_at(pointer, shape):
     """The C-ordered array of `shape` (a tuple) at `pointer`: how an entry gets back its arrays."""
     return numba.carray(pointer, shape)

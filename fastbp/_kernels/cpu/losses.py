@@ -20,7 +20,7 @@ from fastbp._kernels.jit import njit
 MSE, L1, HUBER, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = range(5)
 
 
-@njit
+@njit(inline="always")
 def weight_total(weights, rows):
     """Sum of the row weights (rows when unweighted: `weights` is empty)."""
     if weights.size == 0:
@@ -183,7 +183,7 @@ def entry_address(code: int, dtype) -> int:
     return indirect.address(ENTRIES[code], entry_signature(dtype))
 
 
-@njit
+@njit(inline="always")
 def loss_and_output_grad_at(loss_fn, param, out, Y, weights, G):
     """loss_and_output_grad through the entry at loss_fn (entry_address) instead of a code."""
     rows, cols = out.shape

@@ -279,19 +279,19 @@ def _nadam_range(params, grads, slots, c, lo, hi):
 _Z = 0.0
 
 
-@njit
+@njit(inline="always")
 def _signed(grad_scale, maximize):
     return -grad_scale if maximize != 0.0 else grad_scale
 
 
-@njit
+@njit(inline="always")
 def _sgd_factors(hyper, step, lr, grad_scale):
     first = 1.0 if step == 1 else 0.0
     sign = _signed(grad_scale, hyper[4])
     return (sign, hyper[2], lr, hyper[0], 1.0 - hyper[1], hyper[3], first, _Z, _Z, _Z)
 
 
-@njit
+@njit(inline="always")
 def _adam_factors(decoupled, hyper, step, lr, grad_scale):
     """Adam (decoupled False) and AdamW (True)."""
     b1, b2, eps, wd = hyper[0], hyper[1], hyper[2], hyper[3]
@@ -303,33 +303,33 @@ def _adam_factors(decoupled, hyper, step, lr, grad_scale):
     return (sign, wd_grad, decay, 1.0 - b1, b2, 1.0 - b2, eps, bc2**0.5, lr / bc1, hyper[4])
 
 
-@njit
+@njit(inline="always")
 def _rmsprop_factors(hyper, step, lr, grad_scale):
     alpha = hyper[0]
     sign = _signed(grad_scale, hyper[5])
     return (sign, hyper[2], lr, alpha, 1.0 - alpha, hyper[1], hyper[3], hyper[4], _Z, _Z)
 
 
-@njit
+@njit(inline="always")
 def _adagrad_factors(hyper, step, lr, grad_scale):
     clr = lr / (1.0 + (step - 1) * hyper[0])
     return (_signed(grad_scale, hyper[3]), hyper[1], clr, hyper[2], _Z, _Z, _Z, _Z, _Z, _Z)
 
 
-@njit
+@njit(inline="always")
 def _adadelta_factors(hyper, step, lr, grad_scale):
     rho = hyper[0]
     return (_signed(grad_scale, hyper[3]), hyper[2], lr, rho, 1.0 - rho, hyper[1], _Z, _Z, _Z, _Z)
 
 
-@njit
+@njit(inline="always")
 def _adamax_factors(hyper, step, lr, grad_scale):
     b1 = hyper[0]
     clr = lr / (1.0 - b1 ** float(step))
     return (_signed(grad_scale, hyper[4]), hyper[3], 1.0 - b1, hyper[1], hyper[2], clr, _Z, _Z, _Z, _Z)
 
 
-@njit
+@njit(inline="always")
 def _nadam_factors(hyper, scalars, step, lr, grad_scale):
     """NAdam's factors; also advances its mu_product, scalars[0]."""
     b1, b2, eps, wd, md = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
@@ -488,7 +488,7 @@ def step_address(kind: int, dtype) -> int:
     return indirect.address(STEP_ENTRIES[kind], step_signature(dtype))
 
 
-@njit
+@njit(inline="always")
 def optimizer_step_at(step_fn, params, grads, slots, scalars, hyper, step, lr, grad_scale):
     """optimizer_step_scaled through the entry at step_fn (step_address) instead of a kind."""
     n = params.shape[0]

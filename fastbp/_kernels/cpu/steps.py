@@ -5,33 +5,37 @@ fastbp._kernels.plan), the flat buffers and a flat workspace. One compiled versi
 every architecture. Nothing here allocates: every array is a view into params, grads or the workspace.
 """
 
+import numba
 import numpy as np
+from numba import types
 from numba.extending import overload
 
 from fastbp._kernels import plan as P
+from fastbp._kernels.cpu import indirect
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
 from fastbp._kernels.cpu.batch import gather_rows, gather_values
-from fastbp._kernels.cpu.blas import gemm_nn_at, gemm_nt_at, gemm_tn_at, gemm_tn_update_at
+from fastbp._kernels.cpu.blas import gemm_nn_at, gemm_nt_at, gemm_tn_at, gemm_tn_update
+from fastbp._kernels.cpu.indirect import array_at
 from fastbp._kernels.cpu.losses import loss_and_output_grad
 from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import TRUE, njit
 
 
-@njit
+@njit(inline="always")
 def region(ws, capacity, unit, rows, cols):
     """The (rows, cols) view of the workspace region that starts at `unit` row units (uncounted:
     see views.py; for use inside a kernel call)."""
     return raw_view(ws, capacity * unit, (rows, cols))
 
 
-@njit
+@njit(inline="always")
 def counted_region(ws, capacity, unit, rows, cols):
     """region as an ordinary, reference-counted view: for a view that is returned to Python."""
     start = capacity * unit
     return ws[start : start + rows * cols].reshape((rows, cols))
 
 
-@njit
+@njit(inline="always")
 def gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows):
     """Copy the rows perm[start : start + rows] of X, Y and sample_weight (empty: unweighted) into
     their workspace regions; returns the views (Xb, Yb, Wb). Wb is sample_weight itself when empty."""
@@ -47,7 +51,7 @@ def gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows):
     return Xb, Yb, Wb
 
 
-@njit
+@njit(inline="always")
 def weights(params, li, layer):
     n_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
     return raw_view(params, li[layer, P.W_OFF], (n_in, n_out)), raw_view(params, li[layer, P.B_OFF], (n_out,))
@@ -134,7 +138,7 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
     return counted_region(ws, capacity, out_unit, rows, li[n_layers - 1, P.N_OUT])
 
 
-@njit
+@njit(inline="always")
 def output_delta(li, gu, ws, rows):
     """The delta buffer that receives dLoss/dOutput for the last layer."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
@@ -184,13 +188,12 @@ def backward(li, lf, gu, params, grads, ws, X, rows, training):
 
 
 @njit
-def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr, update_fn):
+def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr):
     """backward with plain SGD (p -= lr * g) folded in, layer by layer: the next G = D @ W.T while W
     is still the old one, then W -= lr * A_prev.T @ D inside the BLAS (C += alpha A.T @ B, so dW is
-    never written nor read back; through the entry at update_fn, blas.update_address), and
-    b -= lr * db. Only where blas.accumulates(); grads is left
+    never written nor read back), and b -= lr * db. Only where blas.accumulates(); grads is left
     holding db alone. The same update as backward then the SGD step, up to the rounding of
-    lr * dW, which the BLAS fuses."""
+    lr * dW, which the BLAS fuses. The training loop calls it through backward_sgd_at."""
     t = params.dtype.type
     rate = t(lr)
     for layer in range(li.shape[0] - 1, -1, -1):
@@ -198,10 +201,42 @@ def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr, update_fn
         W, b = weights(params, li, layer)
         if layer > 0:
             gemm_nt_at(gu[P.GEMM_NT_FN], D, W, previous)
-        gemm_tn_update_at(update_fn, A_prev, D, W, -lr)
+        gemm_tn_update(A_prev, D, W, -lr)
         _, db = weights(grads, li, layer)
         for j in range(b.size):
             b[j] = b[j] - rate * db[j]
+
+
+def backward_sgd_entry(li, lf, gu, params, grads, ws, X, n_layers, n_params, n_ws, rows, lr):
+    """backward_sgd (training) called through its address (backward_sgd_address)."""
+    li = array_at(li, (n_layers, P.N_INT))
+    X = array_at(X, (rows, li[0, P.N_IN]))
+    params, grads, ws = array_at(params, (n_params,)), array_at(grads, (n_params,)), array_at(ws, (n_ws,))
+    lf, gu = array_at(lf, (n_layers, P.N_FLOAT)), array_at(gu, (P.N_GLOBAL,))
+    backward_sgd(li, lf, gu, params, grads, ws, X, rows, TRUE, lr)
+
+
+def backward_sgd_address(dtype) -> int:
+    """The address of backward_sgd_entry for `dtype` (indirect.py): a mini-batch loop calls the
+    fused SGD pass through it, so that a fit with another optimizer compiles none of it."""
+    vector = types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+    plan = (
+        types.Array(types.int64, 2, "C"),
+        types.Array(types.float64, 2, "C"),
+        types.Array(types.int64, 1, "C"),
+    )
+    X = types.Array(vector.dtype, 2, "C")
+    shape = (types.intp,) * 4
+    return indirect.address(
+        backward_sgd_entry, indirect.signature(*plan, vector, vector, vector, X, *shape, types.float64)
+    )
+
+
+@njit(inline="always")
+def backward_sgd_at(backward_fn, li, lf, gu, params, grads, ws, X, rows, lr):
+    """backward_sgd(..., training=True, lr) through the entry at backward_fn."""
+    shape = (li.shape[0], params.shape[0], ws.shape[0], rows)
+    indirect.call(backward_fn, (li, lf, gu, params, grads, ws, X) + shape + (lr,))
 
 
 # Partial sums in the weights' dtype over at most this many weights, then float64 across blocks: the
@@ -272,6 +307,31 @@ def weight_penalty(li, params, grads, l1, l2, with_grad):
         abs_total += a
         square_total += s
     return l1 * abs_total + 0.5 * l2 * square_total
+
+
+def penalty_entry(li, params, grads, n_layers, n_columns, n_params, l1, l2):
+    """weight_penalty with the gradient, called through its address (penalty_address)."""
+    plan = array_at(li, (n_layers, n_columns))
+    return weight_penalty(plan, array_at(params, (n_params,)), array_at(grads, (n_params,)), l1, l2, TRUE)
+
+
+def penalty_address(dtype) -> int:
+    """The address of penalty_entry for `dtype` (indirect.py): the training loops call the penalty
+    through it, so that a fit without one (l1 = l2 = 0, the usual case) compiles none of it."""
+    vector = types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+    plan = types.Array(types.int64, 2, "C")
+    shape = (types.intp,) * 3
+    signature = indirect.signature(
+        plan, vector, vector, *shape, types.float64, types.float64, returns=types.float64
+    )
+    return indirect.address(penalty_entry, signature)
+
+
+@njit(inline="always")
+def penalty_at(penalty_fn, li, params, grads, l1, l2):
+    """weight_penalty(li, params, grads, l1, l2, True) through the entry at penalty_fn."""
+    shape = (li.shape[0], li.shape[1], params.shape[0])
+    return indirect.call_float(penalty_fn, (li, params, grads) + shape + (l1, l2))
 
 
 @njit

@@ -18,17 +18,19 @@ from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sampl
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_at
 from fastbp._kernels.cpu.steps import (
     backward,
-    backward_sgd,
+    backward_sgd_address,
+    backward_sgd_at,
     forward,
     gather_batch,
     output_delta,
-    weight_penalty,
+    penalty_address,
+    penalty_at,
 )
 from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import TRUE, is_finite, njit
 
 
-@njit
+@njit(inline="always")
 def count_correct(loss_code, out, Y):
     """Rows classified right: argmax == label (softmax CE), else every (out > 0) == (y > 0.5)."""
     rows, cols = out.shape
@@ -99,15 +101,16 @@ def loop_for(li, batch_size):
     return online_steps if online else batch_steps
 
 
-def entry_addresses(loss_code, kind, hyper, l1, l2, max_norm, dtype) -> tuple[int, int, int]:
-    """The arguments the compiled loops take after train_steps' own: the addresses of the loss's
-    entry, of the optimizer's step entry and, for plain SGD (plain_step) where the BLAS
-    accumulates, of the fused weight update's (else 0), for `dtype` (indirect.py), compiled on
-    first use. Through them the loops hold none of the losses', rules' and products' code, and a
-    first fit compiles only what it runs."""
+def entry_addresses(loss_code, kind, hyper, l1, l2, max_norm, dtype) -> tuple[int, int, int, int]:
+    """The arguments the compiled loops take after train_steps' own, addresses of entries for
+    `dtype` (indirect.py), each compiled on first use: the loss's, the optimizer step's, the fused
+    SGD backward pass's (steps.backward_sgd; plain SGD where the BLAS accumulates, else 0) and the
+    weight penalty's (0 without one). Through them the loops hold none of that code, and a first
+    fit compiles only what it runs."""
     plain = plain_step(kind, hyper, l1, l2, max_norm) and blas.accumulates()
-    update_fn = blas.update_address(dtype) if plain else 0
-    return losses.entry_address(loss_code, dtype), optim.step_address(kind, dtype), update_fn
+    sgd_fn = backward_sgd_address(dtype) if plain else 0
+    penalty_fn = penalty_address(dtype) if l1 != 0.0 or l2 != 0.0 else 0
+    return losses.entry_address(loss_code, dtype), optim.step_address(kind, dtype), sgd_fn, penalty_fn
 
 
 @njit
@@ -141,12 +144,13 @@ def batch_steps(
     batch_correct,
     loss_fn,
     step_fn,
-    update_fn,
+    sgd_fn,
+    penalty_fn,
 ):
     """train_steps for mini-batches (and batch 1 with dropout): each batch gathered into the workspace."""
     n = perm.size
     # Plain SGD folds its step into the weight-gradient GEMM (steps.backward_sgd) where the BLAS can.
-    fusable = update_fn != 0
+    fusable = sgd_fn != 0
     for k in range(n_batches):
         start = (first_batch + k) * batch_size
         rows = min(batch_size, n - start)
@@ -158,12 +162,13 @@ def batch_steps(
             batch_losses[k] = loss
             if not is_finite(loss):
                 return k
-            backward_sgd(li, lf, gu, params, grads, ws, Xb, rows, TRUE, lrs[k], update_fn)
+            backward_sgd_at(sgd_fn, li, lf, gu, params, grads, ws, Xb, rows, lrs[k])
             continue
         backward(li, lf, gu, params, grads, ws, Xb, rows, TRUE)
         batch_losses[k] = penalized_step(
-            li, l1, l2, params, grads, step_fn, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
-        )
+            li, penalty_fn, l1, l2, params, grads, step_fn, slots, scalars, hyper, step0 + k + 1, lrs[k],
+            max_norm, loss,
+        )  # fmt: skip
         if not is_finite(batch_losses[k]):
             return k
     return n_batches
@@ -200,7 +205,8 @@ def online_steps(
     batch_correct,
     loss_fn,
     step_fn,
-    update_fn,
+    sgd_fn,
+    penalty_fn,
 ):
     """train_steps at batch 1 without dropout: each sample read where it is, through the online
     kernels (online.py), which also fold plain SGD's step into their backward sweep."""
@@ -234,19 +240,24 @@ def online_steps(
             continue
         sample_backward(li, lf, gu, params, grads, ws, Xb, 0.0)
         batch_losses[k] = penalized_step(
-            li, l1, l2, params, grads, step_fn, slots, scalars, hyper, step0 + k + 1, lrs[k], max_norm, loss
-        )
+            li, penalty_fn, l1, l2, params, grads, step_fn, slots, scalars, hyper, step0 + k + 1, lrs[k],
+            max_norm, loss,
+        )  # fmt: skip
         if not is_finite(batch_losses[k]):
             return k
     return n_batches
 
 
-@njit
-def penalized_step(li, l1, l2, params, grads, step_fn, slots, scalars, hyper, step, lr, max_norm, loss):
-    """Add the L1/L2 penalty to the batch's loss and its gradient, then take optimizer step `step`
+@njit(inline="always")
+def penalized_step(
+    li, penalty_fn, l1, l2, params, grads, step_fn, slots, scalars, hyper, step, lr, max_norm, loss
+):
+    """Add the L1/L2 penalty (through the entry at penalty_fn, when not 0) to the batch's loss and
+    its gradient, then take optimizer step `step`
     (1-based, through the entry at step_fn: optim.step_address) on the gradient clipped to max_norm
     (> 0). Returns the loss with the penalty; when that is not finite, nothing is updated."""
-    loss += weight_penalty(li, params, grads, l1, l2, TRUE)
+    if penalty_fn != 0:
+        loss += penalty_at(penalty_fn, li, params, grads, l1, l2)
     if not is_finite(loss):
         return loss
     # Clipping folds its factor into the optimizer's single pass over the buffers.
