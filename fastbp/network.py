@@ -111,6 +111,9 @@ def _build_plan(stages: list[_Stage], dtype):
         act = stage.activation
         li[row, P.N_IN], li[row, P.N_OUT], li[row, P.ACT] = n_in, n_out, act.code
         li[row, P.FORWARD_FN], li[row, P.BACKWARD_FN] = entry_addresses(act.code, dtype)
+        li[row, P.GEMM_NN_FN], li[row, P.GEMM_TN_FN], li[row, P.GEMM_NT_FN] = blas.layer_addresses(
+            n_in, n_out, dtype
+        )
         li[row, P.W_OFF] = offset
         li[row, P.B_OFF] = offset + n_in * n_out
         offset += n_in * n_out + n_out
@@ -132,7 +135,6 @@ def _build_plan(stages: list[_Stage], dtype):
     gu[P.DELTA1_UNIT] = take(widest)
     gu[P.SW_UNIT] = take(1)
     gu[P.TOTAL_UNITS] = units
-    gu[P.GEMM_NN_FN], gu[P.GEMM_TN_FN], gu[P.GEMM_NT_FN] = blas.entry_addresses(dtype)
     return li, lf, gu, offset
 
 

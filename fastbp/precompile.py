@@ -36,7 +36,9 @@ def _network_parts(dtype) -> None:
         losses.entry_address(code, dtype)
     for kind in range(len(optim.STEP_ENTRIES)):
         optim.step_address(kind, dtype)
-    blas.entry_addresses(dtype)
+    for entry in blas.NN_ENTRIES + blas.TN_ENTRIES + blas.NT_ENTRIES:
+        if entry is not None:
+            blas.entry_address(entry, dtype)
     steps.backward_sgd_address(dtype)
     steps.penalty_address(dtype)
     X, y = _tiny_data(dtype)

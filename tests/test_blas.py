@@ -154,17 +154,27 @@ def _products_through(fns, A, B, At, Bt, products):
     blas.gemm_nt_at(fns[2], A, Bt, products[2])
 
 
+def _entries_for(m, k, n, dtype):
+    """The entries of the paths an (m, k) x (k, n) product takes as nn, tn and nt (blas.*_path)."""
+    entries = (
+        blas.NN_ENTRIES[blas.nn_path(n, k)],
+        blas.TN_ENTRIES[blas.tn_path(m, n)],
+        blas.NT_ENTRIES[blas.nt_path(k)],
+    )
+    return np.array([blas.entry_address(entry, dtype) for entry in entries], dtype=np.int64)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, k, n", SHAPES + [(0, 3, 2), (4, 0, 3), (4, 3, 0)])
 def test_products_through_their_entries_equal_the_direct_calls(dtype, m, k, n):
-    """steps.py calls each product through the address the plan holds (blas.entry_addresses): the
-    direct call's result, on every path (the BLAS, the thin loops, a width of 1, an empty
-    dimension: C = 0), up to the order in which fast-math sums a dot product (LLVM vectorizes the
-    width-1 loop differently in the two compilations: 1 ulp apart)."""
+    """steps.py calls each product through the entry of its path, whose address the plan holds
+    (blas.layer_addresses): the direct call's result, on every path (the BLAS, the thin loops, a
+    width of 1; an empty dimension: C = 0), up to the order in which fast-math sums a dot product
+    (LLVM vectorizes the width-1 loop differently in the two compilations: 1 ulp apart)."""
     eps = float(np.finfo(dtype).eps)
     A, B = operands(m, k, n, dtype)
     At, Bt = np.ascontiguousarray(A.T), np.ascontiguousarray(B.T)
-    fns = np.array(blas.entry_addresses(dtype), dtype=np.int64)
+    fns = _entries_for(m, k, n, dtype)
     products = np.full((3, m, n), np.nan, dtype=dtype)
     _products_through(fns, A, B, At, Bt, products)
     directs = (blas.gemm_nn, blas.gemm_tn, blas.gemm_nt)
@@ -180,7 +190,7 @@ def test_a_strided_operand_takes_the_direct_product():
     A, B = operands(6, 10, 4, np.float64)
     wide = np.zeros((6, 20))
     wide[:, ::2] = A
-    fns = np.array(blas.entry_addresses(np.float64), dtype=np.int64)
+    fns = _entries_for(6, 10, 4, np.float64)
     products = np.full((3, 6, 4), np.nan)
     At, Bt = np.ascontiguousarray(A.T), np.ascontiguousarray(B.T)
     _products_through(fns, wide[:, ::2], B, At, Bt, products)

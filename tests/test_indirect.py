@@ -87,8 +87,9 @@ def test_the_plan_holds_each_layers_and_the_products_entries_for_the_networks_dt
         net = fb.Sequential(fb.Dense(3, 4), fb.Tanh(), fb.Dense(4, 2), dtype=dtype)
         assert tuple(net._li[0, [P.FORWARD_FN, P.BACKWARD_FN]]) == act.entry_addresses(act.TANH, dtype)
         assert tuple(net._li[1, [P.FORWARD_FN, P.BACKWARD_FN]]) == act.entry_addresses(act.IDENTITY, dtype)
-        gemms = (P.GEMM_NN_FN, P.GEMM_TN_FN, P.GEMM_NT_FN)
-        assert tuple(net._gu[list(gemms)]) == blas.entry_addresses(dtype)
+        gemms = [P.GEMM_NN_FN, P.GEMM_TN_FN, P.GEMM_NT_FN]
+        assert tuple(net._li[0, gemms]) == blas.layer_addresses(3, 4, dtype)
+        assert tuple(net._li[1, gemms]) == blas.layer_addresses(4, 2, dtype)
     assert act.entry_addresses(act.TANH, np.float32) != act.entry_addresses(act.TANH, np.float64)
 
 
@@ -134,14 +135,16 @@ def test_call_refuses_arrays_that_are_not_c_ordered():
 @needs_jit
 def test_a_fit_compiles_only_the_entries_it_uses():
     """In a fresh process (the kernels loaded from the cache this run filled): a ReLU network's
-    fit (Adam, softmax cross-entropy) and predict bring in ReLU's and Identity's entries, the
-    three products', the loss's and Adam's step for float32, and nothing else (not the fused SGD
-    update's)."""
+    fit (Adam, softmax cross-entropy) and predict bring in ReLU's and Identity's entries, those of
+    the paths its products take (thin layers: the thin loops for the forward product and the
+    weight gradient, the BLAS for the input gradient), the loss's and Adam's step for float32, and
+    nothing else (not the fused SGD pass, not the penalty)."""
     act.entry_addresses(act.RELU, np.float32)  # in the cache before the child looks
     act.entry_addresses(act.IDENTITY, np.float32)
     L.entry_address(L.SOFTMAX_CROSS_ENTROPY, np.float32)
     O.step_address(O.ADAM, np.float32)
-    blas.entry_addresses(np.float32)
+    blas.layer_addresses(3, 4, np.float32)
+    blas.layer_addresses(4, 2, np.float32)
     code = """
         import numpy as np, fastbp as fb
         from fastbp._kernels.cpu import indirect
@@ -167,9 +170,9 @@ def test_a_fit_compiles_only_the_entries_it_uses():
                 "backward_relu",
                 "forward_identity",
                 "forward_relu",
-                "gemm_nn_entry",
-                "gemm_nt_entry",
-                "gemm_tn_entry",
+                "gemm_nn_thin_entry",
+                "gemm_nt_blas_entry",
+                "gemm_tn_thin_entry",
                 "softmax_cross_entropy_entry",
                 "step_adam",
             )

@@ -17,7 +17,10 @@ MASK_UNIT = 7  # dropout mask (0 or 1/(1-p)); -1 without dropout
 OUT_UNIT = 8  # what the next layer reads: the dropped-out copy, or A itself
 FORWARD_FN = 9  # address of the activation's forward entry for the network's dtype (indirect.py)
 BACKWARD_FN = 10  # address of its backward entry
-N_INT = 11
+GEMM_NN_FN = 11  # addresses of the layer's product entries for its shape and dtype (blas.layer_addresses)
+GEMM_TN_FN = 12
+GEMM_NT_FN = 13
+N_INT = 14
 
 # Float columns (float64 array, shape (n_layers, N_FLOAT)).
 ACT_PARAM = 0
@@ -31,7 +34,4 @@ DELTA0_UNIT = 2  # two ping-pong delta buffers of the widest layer
 DELTA1_UNIT = 3
 TOTAL_UNITS = 4
 SW_UNIT = 5  # gathered per-row sample weights (one column)
-GEMM_NN_FN = 6  # addresses of the GEMM entries for the network's dtype (blas.entry_addresses)
-GEMM_TN_FN = 7
-GEMM_NT_FN = 8
-N_GLOBAL = 9
+N_GLOBAL = 6

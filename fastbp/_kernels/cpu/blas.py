@@ -365,6 +365,68 @@ def _off_the_fast_path_compiled(trans_a, trans_b, A, B, C, alpha, beta):
     return scale
 
 
+# How a product is computed follows from its shape alone, known per layer when the plan is built:
+# so each layer's row of the plan holds the entries of its own paths (layer_addresses), and a fit
+# compiles only the paths its layers take (the 784-256-128-10 MLP: the BLAS call alone).
+BLAS_PATH, THIN_PATH, WIDTH1_PATH = 0, 1, 2
+
+
+def nn_path(n, k):
+    """The path of A @ B, B (k, n)."""
+    if n == 1:
+        return WIDTH1_PATH
+    return THIN_PATH if n <= THIN and n * k <= SCRATCH else BLAS_PATH
+
+
+def tn_path(m, n):
+    """The path of A.T @ B, A (k, m), B (k, n)."""
+    if n == 1:
+        return WIDTH1_PATH
+    return THIN_PATH if n <= THIN and n * m <= SCRATCH else BLAS_PATH
+
+
+def nt_path(k):
+    """The path of A @ B.T, A (m, k)."""
+    return WIDTH1_PATH if k == 1 else BLAS_PATH
+
+
+_nn_path, _tn_path, _nt_path = (njit(inline="always")(path) for path in (nn_path, tn_path, nt_path))
+
+
+@njit(inline="always")
+def _nn(path, A, B, C):
+    m, k = A.shape
+    n = B.shape[1]
+    if path == WIDTH1_PATH:
+        _dots(A, _column(B), _column(C))
+    elif path == THIN_PATH:
+        _thin_nn(A, B, C, numba.carray(_stack_buffer(C), (n, k)))
+    else:
+        _cblas_gemm(NO_TRANS, NO_TRANS, m, n, k, 1.0, A, k, B, n, 0.0, C, n)
+
+
+@njit(inline="always")
+def _tn(path, A, B, C):
+    k, m = A.shape
+    n = B.shape[1]
+    if path == WIDTH1_PATH:
+        _row_sum(A, _column(B), _column(C))
+    elif path == THIN_PATH:
+        _thin_tn(A, B, C, numba.carray(_stack_buffer(C), (n, m)))
+    else:
+        _cblas_gemm(TRANS, NO_TRANS, m, n, k, 1.0, A, m, B, n, 0.0, C, n)
+
+
+@njit(inline="always")
+def _nt(path, A, B, C):
+    m, k = A.shape
+    n = B.shape[0]
+    if path == WIDTH1_PATH:
+        _outer(_column(A), _column(B), C)
+    else:
+        _cblas_gemm(NO_TRANS, TRANS, m, n, k, 1.0, A, k, B, k, 0.0, C, n)
+
+
 @njit(inline="always")
 def gemm_nn(A, B, C):
     """C = A @ B; A (m, k), B (k, n), C (m, n)."""
@@ -373,13 +435,7 @@ def gemm_nn(A, B, C):
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         _off_the_fast_path(FALSE, FALSE, A, B, C, 1.0, 0.0)
         return
-    if n == 1:
-        _dots(A, _column(B), _column(C))
-        return
-    if n <= THIN and n * k <= SCRATCH:
-        _thin_nn(A, B, C, numba.carray(_stack_buffer(C), (n, k)))
-        return
-    _cblas_gemm(NO_TRANS, NO_TRANS, m, n, k, 1.0, A, k, B, n, 0.0, C, n)
+    _nn(_nn_path(n, k), A, B, C)
 
 
 @njit(inline="always")
@@ -390,13 +446,7 @@ def gemm_tn(A, B, C):
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         _off_the_fast_path(TRUE, FALSE, A, B, C, 1.0, 0.0)
         return
-    if n == 1:
-        _row_sum(A, _column(B), _column(C))
-        return
-    if n <= THIN and n * m <= SCRATCH:
-        _thin_tn(A, B, C, numba.carray(_stack_buffer(C), (n, m)))
-        return
-    _cblas_gemm(TRANS, NO_TRANS, m, n, k, 1.0, A, m, B, n, 0.0, C, n)
+    _tn(_tn_path(m, n), A, B, C)
 
 
 @njit(inline="always")
@@ -407,10 +457,7 @@ def gemm_nt(A, B, C):
     if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
         _off_the_fast_path(FALSE, TRUE, A, B, C, 1.0, 0.0)
         return
-    if k == 1:
-        _outer(_column(A), _column(B), C)
-        return
-    _cblas_gemm(NO_TRANS, TRANS, m, n, k, 1.0, A, k, B, k, 0.0, C, n)
+    _nt(_nt_path(k), A, B, C)
 
 
 @njit(inline="always")
@@ -444,16 +491,67 @@ def accumulates() -> bool:
 # in CBLAS.
 
 
-def gemm_nn_entry(a, b, c, m, n, k):
-    gemm_nn(array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n)))
+@njit(inline="always")
+def _cleared_if_empty(C, m, n, k):
+    """Whether the product is empty (C = 0, the sum of nothing): the entries' arrays are C-ordered."""
+    if m == 0 or n == 0 or k == 0:
+        C[:, :] = 0
+        return True
+    return False
 
 
-def gemm_tn_entry(a, b, c, m, n, k):
-    gemm_tn(array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n)))
+def gemm_nn_blas_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _nn(BLAS_PATH, A, B, C)
 
 
-def gemm_nt_entry(a, b, c, m, n, k):
-    gemm_nt(array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n)))
+def gemm_nn_thin_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _nn(THIN_PATH, A, B, C)
+
+
+def gemm_nn_width1_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _nn(WIDTH1_PATH, A, B, C)
+
+
+def gemm_tn_blas_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _tn(BLAS_PATH, A, B, C)
+
+
+def gemm_tn_thin_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _tn(THIN_PATH, A, B, C)
+
+
+def gemm_tn_width1_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _tn(WIDTH1_PATH, A, B, C)
+
+
+def gemm_nt_blas_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _nt(BLAS_PATH, A, B, C)
+
+
+def gemm_nt_width1_entry(a, b, c, m, n, k):
+    A, B, C = array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n))
+    if not _cleared_if_empty(C, m, n, k):
+        _nt(WIDTH1_PATH, A, B, C)
+
+
+# By path.
+NN_ENTRIES = (gemm_nn_blas_entry, gemm_nn_thin_entry, gemm_nn_width1_entry)
+TN_ENTRIES = (gemm_tn_blas_entry, gemm_tn_thin_entry, gemm_tn_width1_entry)
+NT_ENTRIES = (gemm_nt_blas_entry, None, gemm_nt_width1_entry)
 
 
 def _signature(dtype):
@@ -461,11 +559,19 @@ def _signature(dtype):
     return indirect.signature(array, array, array, types.intp, types.intp, types.intp)
 
 
-def entry_addresses(dtype) -> tuple[int, int, int]:
-    """The addresses of gemm_nn's, gemm_tn's and gemm_nt's entries for `dtype` (compiled, or loaded
-    from the cache, on first use): what the plan holds in P.GEMM_NN_FN, P.GEMM_TN_FN, P.GEMM_NT_FN."""
-    entries = (gemm_nn_entry, gemm_tn_entry, gemm_nt_entry)
-    return tuple(indirect.address(entry, _signature(dtype)) for entry in entries)
+def entry_address(entry, dtype) -> int:
+    """The address of a product entry (one of NN_ENTRIES, TN_ENTRIES, NT_ENTRIES) for `dtype`,
+    compiled, or loaded from the cache, on first use."""
+    return indirect.address(entry, _signature(dtype))
+
+
+def layer_addresses(n_in: int, n_out: int, dtype) -> tuple[int, int, int]:
+    """The addresses of a Dense layer's three product entries for `dtype`, each for the path its
+    shape takes: the forward product (rows, n_in) @ (n_in, n_out), the weight gradient's
+    (n_in, rows) @ (rows, n_out) and the input gradient's (rows, n_out) @ (n_out, n_in). What the
+    plan holds in P.GEMM_NN_FN, P.GEMM_TN_FN, P.GEMM_NT_FN."""
+    entries = (NN_ENTRIES[nn_path(n_out, n_in)], TN_ENTRIES[tn_path(n_in, n_out)], NT_ENTRIES[nt_path(n_out)])
+    return tuple(entry_address(entry, dtype) for entry in entries)
 
 
 def _c_ordered(*arrays):
@@ -473,8 +579,9 @@ def _c_ordered(*arrays):
 
 
 def gemm_nn_at(fn, A, B, C):
-    """gemm_nn through the entry at fn (entry_addresses). Arrays typed other than C-ordered (a
-    strided view: steps.py never passes one) take gemm_nn itself, compiled into the caller."""
+    """gemm_nn through the entry at fn (layer_addresses: the entry of this product's path). Arrays
+    typed other than C-ordered (a strided view: steps.py never passes one) take gemm_nn itself,
+    compiled into the caller."""
     gemm_nn(A, B, C)
 
 

@@ -1,25 +1,28 @@
 """Kernels called through an address: a fit compiles only the ones it runs, and each of them once.
 
 Numba links the code of every callee into each compiled caller, then optimises and compiles the
-whole again. So a kernel reached through a switch on a code is compiled into every caller of the
+whole again: a kernel reached through a switch on a code is compiled into every caller of the
 switch, used or not, and a large callee into every kernel above it, once per level. Measured on a
-cold first fit of the ReLU MLP (alternating fresh processes, bench/compile_time.py --rev):
+cold first fit of the 784-256-128-10 ReLU MLP with Adam (alternating fresh processes,
+bench/compile_time.py --rev; bench/runs/2026-11-30f/ and 2026-11-30g/):
 - the activations' switch held nine forward and nine backward loops, compiled into the layer
-  passes, forward, backward, the batch-1 sample passes and the training loops: 1.50x the time
-  without it (58.6 against 39.0 s, then 69.0 against 46.1 s: bench/runs/2026-11-30f/);
-- the losses' and the optimizer rules' switches, in the training loops: 1.28x (41.8 against 32.6 s,
-  bench/runs/2026-11-30g/compile_ab_losses_rules.txt);
-- the GEMM wrappers (blas.py: the BLAS call, the thin and width-1 loops, the strided fallback),
-  compiled into forward, backward, the fused SGD backward and the loops above them: see
-  bench/runs/2026-11-30g/compile_ab_gemm.txt.
+  passes, forward, backward, the batch-1 sample passes and the training loops: taking it out made
+  cold first fits 1.50x faster (58.6 -> 39.0 s, then 69.0 -> 46.1 s);
+- the losses' and optimizer rules' switches in the training loops: 1.28x (41.8 -> 32.6 s);
+- the GEMM wrappers, compiled into forward, backward and every loop above them: 1.09x
+  (30.9 -> 28.4 s);
+- then the products' helpers inlined into their entries, the small glue inlined into the loops,
+  and the fused SGD pass and the weight penalty behind addresses: 1.43x (27.5 -> 19.2 s);
+- and each layer calling only the entries of the paths its shape takes (blas.layer_addresses):
+  see compile_ab_paths.txt.
 
-Instead each of them is an entry point compiled on its own, as a C function (numba.cfunc, cached on
-disk like every kernel), the first time a fit needs it, and the compiled code calls it through its
-address (`call`, `call_float`): one indirect call, which LLVM cannot inline, and none of the callee's
-code left in the callers. The plan holds the addresses of the activations' entries
-(activations.py) and of the three products' (blas.py) for the network's dtype; train_steps passes
-the compiled loops those of the loss (losses.py), of the optimizer's step (optim.py) and, for plain
-SGD, of the fused weight update (blas.py).
+Instead each of these is an entry point compiled on its own, as a C function (numba.cfunc, cached
+on disk like every kernel), the first time a fit needs it, and the compiled code calls it through
+its address (`call`, `call_float`): one indirect call, which LLVM cannot inline, and none of the
+callee's code left in the callers. The plan holds the addresses of each layer's activation entries
+(activations.py) and product entries (blas.py); train_steps passes the compiled loops those of the
+loss (losses.py), of the optimizer's step (optim.py), of the fused SGD backward pass and of the
+weight penalty (steps.py; 0 where the fit has none).
 
 Arguments go over as C would take them: an array as the pointer to its data (the entry rebuilds
 it with `array_at`, from the shape passed beside it), a float as float64, an integer as intp, a

@@ -121,7 +121,7 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
         W, b = weights(params, li, layer)
         Z = region(ws, capacity, li[layer, P.Z_UNIT], rows, n_out)
         A = region(ws, capacity, li[layer, P.A_UNIT], rows, n_out)
-        gemm_nn_at(gu[P.GEMM_NN_FN], A_in, W, Z)
+        gemm_nn_at(li[layer, P.GEMM_NN_FN], A_in, W, Z)
         bias_activation_forward(li[layer, P.FORWARD_FN], lf[layer, P.ACT_PARAM], Z, b, A)
         out_unit = li[layer, P.A_UNIT]
         if training and li[layer, P.MASK_UNIT] >= 0:
@@ -181,10 +181,10 @@ def backward(li, lf, gu, params, grads, ws, X, rows, training):
     for layer in range(li.shape[0] - 1, -1, -1):
         D, A_prev, previous = _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer)
         dW, _ = weights(grads, li, layer)
-        gemm_tn_at(gu[P.GEMM_TN_FN], A_prev, D, dW)
+        gemm_tn_at(li[layer, P.GEMM_TN_FN], A_prev, D, dW)
         if layer > 0:
             W, _ = weights(params, li, layer)
-            gemm_nt_at(gu[P.GEMM_NT_FN], D, W, previous)
+            gemm_nt_at(li[layer, P.GEMM_NT_FN], D, W, previous)
 
 
 @njit
@@ -200,7 +200,7 @@ def backward_sgd(li, lf, gu, params, grads, ws, X, rows, training, lr):
         D, A_prev, previous = _layer_delta(li, lf, gu, grads, ws, X, rows, training, layer)
         W, b = weights(params, li, layer)
         if layer > 0:
-            gemm_nt_at(gu[P.GEMM_NT_FN], D, W, previous)
+            gemm_nt_at(li[layer, P.GEMM_NT_FN], D, W, previous)
         gemm_tn_update(A_prev, D, W, -lr)
         _, db = weights(grads, li, layer)
         for j in range(b.size):
