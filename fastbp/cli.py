@@ -730,7 +730,7 @@ def cmd_demo(args) -> int:
     print(f"training:    Adam(lr={lr:g}), batch {batch_size}, {epochs} epochs")
     sys.stdout.flush()
     # Compile (or load from Numba's cache) before timing, so the timing is of training alone.
-    print("warm-up:     the kernels, from Numba's cache (about a minute if they must compile first)")
+    print("warm-up:     the kernels, from Numba's cache (half a minute or so if they must compile first)")
     sys.stdout.flush()
     tick = time.perf_counter()
     make_net().fit(X_train[:batch_size], y_train[:batch_size], epochs=1, verbose=0)

@@ -1,6 +1,6 @@
 """Compile fastbp's CPU kernels ahead of the first fit: `fastbp compile`, or fb.precompile().
 
-With an empty Numba cache a first fit spends about a minute compiling (bench/compile_time.py); an
+With an empty Numba cache a first fit spends about 15 s compiling (bench/compile_time.py); an
 image build, an install step or a CI job can pay that here instead, so that the user's first fit
 loads the kernels from the cache (under a second). One compiled version per dtype serves every
 architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch loop, the

@@ -20,11 +20,12 @@ from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
 # Shown (verbose >= 1) when the first chunk's compiled loop is neither in memory nor in Numba's cache:
-# otherwise the first fit after an install or upgrade sits at 0% for about a minute (57-70 s on
-# this project's 2-core machine) with no word of why.
+# otherwise the first fit after an install or upgrade sits at 0% for 13-15 s (the MLP of
+# bench/compile_time.py on this project's 2-core machine; a minute before the entries of
+# indirect.py) with no word of why.
 COMPILE_NOTICE = (
     "fastbp: compiling the training kernels for {dtype} (once: later runs load them from the cache). "
-    "This can take a minute or two."
+    "This can take half a minute."
 )
 
 
