@@ -22,6 +22,7 @@ loaded); tests/test_fastmath.py checks the forward loops' assembly. The backward
 stores: measured after their GEMM, they cost nothing there.
 """
 
+import functools
 import math
 
 import numba
@@ -401,6 +402,7 @@ def signatures(dtype):
     return forward, backward
 
 
+@functools.cache  # asked at every train_steps call (building the signature each time: ~60 us)
 def entry_addresses(code: int, dtype) -> tuple[int, int]:
     """The addresses of activation `code`'s forward and backward entries for `dtype` (compiled, or
     loaded from the cache, on first use): what the plan holds in P.FORWARD_FN and P.BACKWARD_FN."""

@@ -21,6 +21,7 @@ and takes the unfused path where it is False.
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
 
@@ -559,6 +560,7 @@ def _signature(dtype):
     return indirect.signature(array, array, array, types.intp, types.intp, types.intp)
 
 
+@functools.cache  # asked at every train_steps call (building the signature each time: ~60 us)
 def entry_address(entry, dtype) -> int:
     """The address of a product entry (one of NN_ENTRIES, TN_ENTRIES, NT_ENTRIES) for `dtype`,
     compiled, or loaded from the cache, on first use."""

@@ -2,11 +2,15 @@
 
 Codes match fastbp.losses (MSE 0 ... SoftmaxCrossEntropy 4). Targets always arrive as a float array
 of the network's dtype, shape (rows, k); for softmax cross-entropy, one column of class indices (exact in
-float32 up to 2**24 classes). One kernel signature then serves every loss.
+float32 up to 2**24 classes). One kernel signature then serves every loss: loss_and_output_grad
+switches on the code; the training loops call the loss's own entry instead (ENTRIES,
+loss_and_output_grad_at: see indirect.py), so that they hold no loss's code.
 
 The loss value is accumulated in float64 whatever the dtype: it is one scalar, and a float32 running
 sum over a large batch would lose digits the user sees in the training log.
 """
+
+import functools
 
 import numba
 import numpy as np
@@ -177,6 +181,7 @@ def entry_signature(dtype):
     return indirect.signature(types.float64, matrix, matrix, vector, matrix, *shape, returns=types.float64)
 
 
+@functools.cache  # asked at every train_steps call (building the signature each time: ~60 us)
 def entry_address(code: int, dtype) -> int:
     """The address of loss `code`'s entry for `dtype` (compiled, or loaded from the cache, on first
     use): what a compiled training loop takes as `loss_fn`."""

@@ -4,9 +4,11 @@ Every rule is torch.optim's single-tensor path (torch 2.x), with the scalar fact
 step sizes) computed once per step in float64, as torch computes them in Python floats, and cast to
 the buffers' dtype. The element loops never leave that dtype: a float32 buffer is updated in float32.
 
-`optimizer_step(kind, params, grads, slots, scalars, hyper, step, lr)` is the entry point; it is a
-plain @njit function, so the compiled training steps call it too. `optimizer_step_scaled(..., lr,
-grad_scale)` steps on grad_scale * grads without writing grads: a clip_grad_norm folded into the step.
+`optimizer_step(kind, params, grads, slots, scalars, hyper, step, lr)` is the entry point, a plain
+@njit function (Optimizer.step calls it). `optimizer_step_scaled(..., lr, grad_scale)` steps on
+grad_scale * grads without writing grads: a clip_grad_norm folded into the step. The compiled
+training loops take the same step through the rule's own entry instead (STEP_ENTRIES,
+optimizer_step_at: see indirect.py), so that they hold no rule's code.
 
 - params, grads: 1-D, C-contiguous, the same float dtype. grads is read only.
 - slots: (n_slots, n) array of that dtype, the per-element state, in the order listed below
@@ -37,6 +39,7 @@ but lost badly right after a multithreaded BLAS call (bench/optim_results.md). I
 optimizer_step because a call into a parallel function also makes the caller uncacheable.
 """
 
+import functools
 import math
 
 import numba
@@ -482,6 +485,7 @@ def step_signature(dtype):
     return indirect.signature(vector, vector, matrix, floats, floats, *shape, step, lr, scale)
 
 
+@functools.cache  # asked at every train_steps call (building the signature each time: ~60 us)
 def step_address(kind: int, dtype) -> int:
     """The address of rule `kind`'s step entry for buffers of `dtype` (compiled, or loaded from the
     cache, on first use): what a compiled training loop takes as `step_fn`."""

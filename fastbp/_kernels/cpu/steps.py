@@ -5,6 +5,8 @@ fastbp._kernels.plan), the flat buffers and a flat workspace. One compiled versi
 every architecture. Nothing here allocates: every array is a view into params, grads or the workspace.
 """
 
+import functools
+
 import numba
 import numpy as np
 from numba import types
@@ -216,6 +218,7 @@ def backward_sgd_entry(li, lf, gu, params, grads, ws, X, n_layers, n_params, n_w
     backward_sgd(li, lf, gu, params, grads, ws, X, rows, TRUE, lr)
 
 
+@functools.cache  # asked at every train_steps call (building the signature each time: ~60 us)
 def backward_sgd_address(dtype) -> int:
     """The address of backward_sgd_entry for `dtype` (indirect.py): a mini-batch loop calls the
     fused SGD pass through it, so that a fit with another optimizer compiles none of it."""
@@ -315,6 +318,7 @@ def penalty_entry(li, params, grads, n_layers, n_columns, n_params, l1, l2):
     return weight_penalty(plan, array_at(params, (n_params,)), array_at(grads, (n_params,)), l1, l2, TRUE)
 
 
+@functools.cache  # asked at every train_steps call (building the signature each time: ~60 us)
 def penalty_address(dtype) -> int:
     """The address of penalty_entry for `dtype` (indirect.py): the training loops call the penalty
     through it, so that a fit without one (l1 = l2 = 0, the usual case) compiles none of it."""
