@@ -396,9 +396,12 @@ _nn_path, _tn_path, _nt_path = (njit(inline="always")(path) for path in (nn_path
 
 @njit(inline="always")
 def _nn(path, A, B, C):
+    """C = A @ B by `path`; an empty product or a strided operand goes off the fast path."""
     m, k = A.shape
     n = B.shape[1]
-    if path == WIDTH1_PATH:
+    if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
+        _off_the_fast_path(FALSE, FALSE, A, B, C, 1.0, 0.0)
+    elif path == WIDTH1_PATH:
         _dots(A, _column(B), _column(C))
     elif path == THIN_PATH:
         _thin_nn(A, B, C, numba.carray(_stack_buffer(C), (n, k)))
@@ -408,9 +411,12 @@ def _nn(path, A, B, C):
 
 @njit(inline="always")
 def _tn(path, A, B, C):
+    """C = A.T @ B by `path`, as _nn."""
     k, m = A.shape
     n = B.shape[1]
-    if path == WIDTH1_PATH:
+    if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
+        _off_the_fast_path(TRUE, FALSE, A, B, C, 1.0, 0.0)
+    elif path == WIDTH1_PATH:
         _row_sum(A, _column(B), _column(C))
     elif path == THIN_PATH:
         _thin_tn(A, B, C, numba.carray(_stack_buffer(C), (n, m)))
@@ -420,9 +426,12 @@ def _tn(path, A, B, C):
 
 @njit(inline="always")
 def _nt(path, A, B, C):
+    """C = A @ B.T by `path`, as _nn."""
     m, k = A.shape
     n = B.shape[0]
-    if path == WIDTH1_PATH:
+    if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
+        _off_the_fast_path(FALSE, TRUE, A, B, C, 1.0, 0.0)
+    elif path == WIDTH1_PATH:
         _outer(_column(A), _column(B), C)
     else:
         _cblas_gemm(NO_TRANS, TRANS, m, n, k, 1.0, A, k, B, k, 0.0, C, n)
@@ -431,34 +440,19 @@ def _nt(path, A, B, C):
 @njit(inline="always")
 def gemm_nn(A, B, C):
     """C = A @ B; A (m, k), B (k, n), C (m, n)."""
-    m, k = A.shape
-    n = B.shape[1]
-    if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        _off_the_fast_path(FALSE, FALSE, A, B, C, 1.0, 0.0)
-        return
-    _nn(_nn_path(n, k), A, B, C)
+    _nn(_nn_path(B.shape[1], A.shape[1]), A, B, C)
 
 
 @njit(inline="always")
 def gemm_tn(A, B, C):
     """C = A.T @ B; A (k, m), B (k, n), C (m, n) (dW = A_prev.T @ delta)."""
-    k, m = A.shape
-    n = B.shape[1]
-    if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        _off_the_fast_path(TRUE, FALSE, A, B, C, 1.0, 0.0)
-        return
-    _tn(_tn_path(m, n), A, B, C)
+    _tn(_tn_path(A.shape[1], B.shape[1]), A, B, C)
 
 
 @njit(inline="always")
 def gemm_nt(A, B, C):
     """C = A @ B.T; A (m, k), B (n, k), C (m, n) (delta @ W.T)."""
-    m, k = A.shape
-    n = B.shape[0]
-    if m == 0 or n == 0 or k == 0 or not (_row_major(A) and _row_major(B) and _row_major(C)):
-        _off_the_fast_path(FALSE, TRUE, A, B, C, 1.0, 0.0)
-        return
-    _nt(_nt_path(k), A, B, C)
+    _nt(_nt_path(A.shape[1]), A, B, C)
 
 
 @njit(inline="always")
@@ -487,66 +481,41 @@ def accumulates() -> bool:
 # each of which Numba optimised and compiled again with all the code it links in. For the same
 # reason the functions above are inlined into their callers at Numba's level (inline="always"): a
 # separately compiled gemm_nn was compiled again inside the entry, and _thin_nn inside both. And
-# since the entries' arrays are C-ordered, no empty product there compiles the strided loops
+# since the entries' arrays are C-ordered, an empty product there compiles no strided loops
 # (_off_the_fast_path). Shapes go over beside the data pointers; op(A) is (m, k), op(B) (k, n), as
 # in CBLAS.
 
 
-@njit(inline="always")
-def _cleared_if_empty(C, m, n, k):
-    """Whether the product is empty (C = 0, the sum of nothing): the entries' arrays are C-ordered."""
-    if m == 0 or n == 0 or k == 0:
-        C[:, :] = 0
-        return True
-    return False
-
-
 def gemm_nn_blas_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _nn(BLAS_PATH, A, B, C)
+    _nn(BLAS_PATH, array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n)))
 
 
 def gemm_nn_thin_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _nn(THIN_PATH, A, B, C)
+    _nn(THIN_PATH, array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n)))
 
 
 def gemm_nn_width1_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _nn(WIDTH1_PATH, A, B, C)
+    _nn(WIDTH1_PATH, array_at(a, (m, k)), array_at(b, (k, n)), array_at(c, (m, n)))
 
 
 def gemm_tn_blas_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _tn(BLAS_PATH, A, B, C)
+    _tn(BLAS_PATH, array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n)))
 
 
 def gemm_tn_thin_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _tn(THIN_PATH, A, B, C)
+    _tn(THIN_PATH, array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n)))
 
 
 def gemm_tn_width1_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _tn(WIDTH1_PATH, A, B, C)
+    _tn(WIDTH1_PATH, array_at(a, (k, m)), array_at(b, (k, n)), array_at(c, (m, n)))
 
 
 def gemm_nt_blas_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _nt(BLAS_PATH, A, B, C)
+    _nt(BLAS_PATH, array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n)))
 
 
 def gemm_nt_width1_entry(a, b, c, m, n, k):
-    A, B, C = array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n))
-    if not _cleared_if_empty(C, m, n, k):
-        _nt(WIDTH1_PATH, A, B, C)
+    _nt(WIDTH1_PATH, array_at(a, (m, k)), array_at(b, (n, k)), array_at(c, (m, n)))
 
 
 # By path.
