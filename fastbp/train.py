@@ -290,8 +290,11 @@ def fit(
                     )
                     first = gpu is None and epoch == 0 and done == 0
                     if first:
-                        entries = entry_addresses(net.loss.code, kind, hyper, *args[5:7], max_norm, net.dtype)
-                    if first and will_compile(loop_for(net._li, batch), args + entries):
+                        loop = loop_for(net._li, batch)
+                        entries = entry_addresses(
+                            loop, net.loss.code, kind, hyper, *args[5:7], max_norm, net.dtype
+                        )
+                    if first and will_compile(loop, args + entries):
                         progress.note(COMPILE_NOTICE.format(dtype=np.dtype(net.dtype).name))
                     ran = steps(*args)
                     elapsed = time.perf_counter() - tick

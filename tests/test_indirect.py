@@ -190,3 +190,23 @@ def test_entry_signatures_take_what_call_passes():
     for refused in (numba.types.Array(numba.float32, 2, "A"), numba.types.unicode_type):
         with pytest.raises(TypeError, match="cannot pass"):
             indirect.signature(refused)
+
+
+def test_only_the_mini_batch_loop_with_plain_sgd_gets_the_fused_pass():
+    """The fused SGD pass's entry is compiled for the mini-batch loop alone (the batch-1 loop fuses
+    SGD in its own sweeps), and only for plain SGD; the penalty's only with l1 or l2."""
+    from fastbp._kernels.cpu import train
+
+    params = np.zeros(4, np.float32)
+    kind, _, _, plain = fb.optim.SGD(lr=0.1).prepare(params)
+    _, _, _, momentum = fb.optim.SGD(lr=0.1, momentum=0.9).prepare(params)
+
+    def addresses(loop, hyper, l2=0.0):
+        return train.entry_addresses(loop, L.SOFTMAX_CROSS_ENTROPY, kind, hyper, 0.0, l2, 0.0, np.float32)
+
+    assert addresses(train.online_steps, plain)[2:] == (0, 0)
+    assert addresses(train.batch_steps, momentum)[2:] == (0, 0)
+    fused = addresses(train.batch_steps, plain)[2]
+    assert (fused != 0) == blas.accumulates()
+    assert addresses(train.batch_steps, plain, l2=0.1)[2] == 0
+    assert addresses(train.batch_steps, plain, l2=0.1)[3] != 0

@@ -87,11 +87,12 @@ def train_steps(
     Writes each batch's loss and count of correct rows.
     Returns the number of batches done: fewer than n_batches when a loss came out non-finite, in which
     case that batch made no update."""
-    return loop_for(li, batch_size)(
+    loop = loop_for(li, batch_size)
+    return loop(
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
         batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm,
         batch_losses, batch_correct,
-        *entry_addresses(loss_code, kind, hyper, l1, l2, max_norm, params.dtype),
+        *entry_addresses(loop, loss_code, kind, hyper, l1, l2, max_norm, params.dtype),
     )  # fmt: skip
 
 
@@ -101,13 +102,14 @@ def loop_for(li, batch_size):
     return online_steps if online else batch_steps
 
 
-def entry_addresses(loss_code, kind, hyper, l1, l2, max_norm, dtype) -> tuple[int, int, int, int]:
-    """The arguments the compiled loops take after train_steps' own, addresses of entries for
+def entry_addresses(loop, loss_code, kind, hyper, l1, l2, max_norm, dtype) -> tuple[int, int, int, int]:
+    """The arguments `loop` (loop_for's) takes after train_steps' own, addresses of entries for
     `dtype` (indirect.py), each compiled on first use: the loss's, the optimizer step's, the fused
-    SGD backward pass's (steps.backward_sgd; plain SGD where the BLAS accumulates, else 0) and the
-    weight penalty's (0 without one). Through them the loops hold none of that code, and a first
-    fit compiles only what it runs."""
-    plain = plain_step(kind, hyper, l1, l2, max_norm) and blas.accumulates()
+    SGD backward pass's (steps.backward_sgd: the mini-batch loop with plain SGD where the BLAS
+    accumulates, else 0; the batch-1 loop fuses SGD in its own sweeps) and the weight penalty's (0
+    without one). Through them the loops hold none of that code, and a first fit compiles only what
+    it runs."""
+    plain = loop is batch_steps and plain_step(kind, hyper, l1, l2, max_norm) and blas.accumulates()
     sgd_fn = backward_sgd_address(dtype) if plain else 0
     penalty_fn = penalty_address(dtype) if l1 != 0.0 or l2 != 0.0 else 0
     return losses.entry_address(loss_code, dtype), optim.step_address(kind, dtype), sgd_fn, penalty_fn
