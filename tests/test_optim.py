@@ -345,8 +345,15 @@ def test_scaled_step_equals_clip_then_step(name, hp, lr_parabola, lr_rosen, dtyp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("name", "hp", "lr_parabola", "lr_rosen"), CASES, ids=IDS)
 def test_step_entry_through_its_address_equals_the_switch(name, hp, lr_parabola, lr_rosen, dtype):
-    """The compiled training loops step through the rule's entry (K.step_address): bit for bit
-    the switch's step, in params, every state slot and NAdam's mu_product, clipping factor included."""
+    """The compiled training loops step through the rule's entry (K.step_address): the switch's
+    step, in params, every state slot and NAdam's mu_product, clipping factor included, up to the
+    multiply-adds fast-math fuses differently in two compilations of the same loop (1 ulp seen,
+    float32 SGD with momentum; bit for bit in most builds, so the tolerance is a few ulps)."""
+    eps = float(np.finfo(dtype).eps)
+
+    def close(x, y):
+        np.testing.assert_allclose(x, y, rtol=8 * eps, atol=8 * eps * float(np.abs(y).max(initial=1.0)))
+
     a, b = start(dtype=dtype), start(dtype=dtype)
     one, other = make(name, hp, lr_rosen), make(name, hp, lr_rosen)
     kind, slots_a, scalars_a, hyper = one.prepare(a)
@@ -357,9 +364,9 @@ def test_step_entry_through_its_address_equals_the_switch(name, hp, lr_parabola,
         coef = 0.5 / (K.grad_norm(g) + 1e-6) if t % 2 else 1.0
         K.optimizer_step_scaled(kind, a, g, slots_a, scalars_a, hyper, t, lr_rosen, coef)
         K.optimizer_step_at(step_fn, b, g, slots_b, scalars_b, hyper, t, lr_rosen, coef)
-        np.testing.assert_array_equal(b, a)
-        np.testing.assert_array_equal(slots_b, slots_a)
-        np.testing.assert_array_equal(scalars_b, scalars_a)
+        close(b, a)
+        close(slots_b, slots_a)
+        close(scalars_b, scalars_a)
     assert not np.array_equal(a, start(dtype=dtype))
 
 
