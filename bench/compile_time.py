@@ -20,11 +20,11 @@ The fit rows also give a later fit in the same process (the best of three more; 
 left): the difference is what compiling or loading the kernels cost. The net is built inside the
 timed span: building it compiles (or loads) its activations' entry points.
 
---rev REV times first fits (warm and cold) of this checkout and of REV's fastbp/ (git archive)
-instead, alternating fresh processes, and prints the ratios. All caches here live in
+--rev REV times the import and the first fits (warm and cold) of this checkout and of REV's fastbp/
+(git archive) instead, alternating fresh processes, and prints the ratios. All caches here live in
 temporary folders, so this neither reads nor writes the cache of the checkout (concurrent cache
 writes can crash Numba, see shared/NUMBA_NOTES.md), and kernels changed since the last run make no
-difference.
+difference. Python's bytecode cache is on for every run, as it is for an installed package.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,9 @@ def run_python(code: str, env_extra: dict | None = None, timeout: float = 600.0)
     last; adds "process" (wall seconds of the whole subprocess). It imports the fastbp of this
     checkout (PYTHONPATH, from a temporary working folder), or of env_extra's PYTHONPATH."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # Python's own bytecode cache stays on, as in an installed package (pip compiles it): without
+    # it every import compiled fastbp's sources again, 0.08-0.15 s of the import figure.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(env_extra or {})
     tick = time.perf_counter()
     done = subprocess.run(
@@ -109,6 +113,7 @@ def measure(repeats: int = 3, batch: int = 32, log=None) -> dict:
     say("python startup")
     results["startup"] = best([run_python("pass") for _ in range(repeats)])
     say("import fastbp")
+    run_python(IMPORT_SCRIPT)  # untimed: writes the bytecode cache of a fresh checkout
     results["import"] = best([run_python(IMPORT_SCRIPT) for _ in range(repeats)])
     with tempfile.TemporaryDirectory(prefix="fastbp-warm-cache-") as warm:
         say("filling a warm cache (untimed)")
@@ -135,17 +140,22 @@ def measure(repeats: int = 3, batch: int = 32, log=None) -> dict:
 
 
 def compare(rev: str, repeats: int, batch: int) -> None:
-    """First fits of this checkout and of `rev`, warm and cold, alternating fresh processes (each
-    cold one with an empty cache; each tree's warm cache filled by an untimed run first)."""
+    """The import (5 x repeats runs) and the first fits (warm and cold, repeats runs) of this
+    checkout and of `rev`, alternating fresh processes (each cold one with an empty cache; each
+    tree's warm cache, and its bytecode, filled by an untimed run first)."""
     from ab_fit import export
 
     fit = FIT_SCRIPT.format(batch=batch, activation="ReLU")
     with tempfile.TemporaryDirectory(prefix="fastbp-rev-") as tmp:
         trees = {rev: export(rev, os.path.join(tmp, "rev")), "this checkout": str(ROOT)}
         warm = {name: tempfile.mkdtemp(dir=tmp) for name in trees}
-        seconds = {(name, kind): [] for name in trees for kind in ("warm", "cold")}
+        seconds = {(name, kind): [] for name in trees for kind in ("import", "warm", "cold")}
         for name, tree in trees.items():
             run_python(fit, {"NUMBA_CACHE_DIR": warm[name], "FASTBP_CACHE": "1", "PYTHONPATH": tree})
+        # The import takes well under a second: five alternating runs per fit, for a median as well.
+        for _ in range(5 * repeats):
+            for name, tree in trees.items():
+                seconds[name, "import"].append(run_python(IMPORT_SCRIPT, {"PYTHONPATH": tree})["import"])
         for i in range(repeats):
             for name, tree in trees.items():
                 print(f"first fits, {name} ({i + 1}/{repeats})", file=sys.stderr, flush=True)
@@ -154,13 +164,18 @@ def compare(rev: str, repeats: int, batch: int) -> None:
                 with tempfile.TemporaryDirectory(prefix="fastbp-cold-cache-") as cold:
                     env = {"NUMBA_CACHE_DIR": cold, "FASTBP_CACHE": "1", "PYTHONPATH": tree}
                     seconds[name, "cold"].append(run_python(fit, env)["first_fit"])
-    print(f"first fit (s), 784-256-128-10 ReLU, Adam, batch {batch}; {repeats} fresh processes each")
-    for kind in ("warm", "cold"):
+    net = f"784-256-128-10 ReLU, Adam, batch {batch}"
+    print(f"import ({5 * repeats} fresh processes each) and first fit (s), {net}; {repeats} each")
+    for kind in ("import", "warm", "cold"):
         for name in trees:
             runs = seconds[name, kind]
-            print(f"  {kind}, {name}: best {min(runs):.2f}, runs " + ", ".join(f"{s:.2f}" for s in runs))
+            print(
+                f"  {kind}, {name}: best {min(runs):.2f}, median {statistics.median(runs):.2f}, runs "
+                + ", ".join(f"{s:.2f}" for s in runs)
+            )
         ratio = min(seconds[rev, kind]) / min(seconds["this checkout", kind])
-        print(f"  {kind}: {rev} / this checkout {ratio:.2f}x")
+        median = statistics.median(seconds[rev, kind]) / statistics.median(seconds["this checkout", kind])
+        print(f"  {kind}: {rev} / this checkout {ratio:.2f}x (best), {median:.2f}x (median)")
 
 
 def table(results: dict) -> str:

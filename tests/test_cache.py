@@ -2,6 +2,7 @@
 not only those in the changed file (Numba on its own looks at a function's own file)."""
 
 import os
+import tempfile
 
 import numba
 import pytest
@@ -65,6 +66,32 @@ def test_any_kernel_edit_changes_the_stamp_and_other_files_do_not(fake_package):
         after = cache.kernel_sources_stamp()
         assert after != before, edited
         before = after
+
+
+def test_a_cache_folder_is_proven_writable_once_and_made_again_when_gone(tmp_path, monkeypatch):
+    probes = []
+    make_file = tempfile.TemporaryFile
+    monkeypatch.setattr(cache.tempfile, "TemporaryFile", lambda dir: probes.append(dir) or make_file(dir=dir))
+    first = cache.InTreeLocator(_probe, str(tmp_path / "a.py"))
+    second = cache.InTreeLocator(_probe, str(tmp_path / "b.py"))  # same __pycache__ folder
+    first.ensure_cache_path()
+    second.ensure_cache_path()
+    folder = tmp_path / "__pycache__"
+    assert probes == [str(folder)] and folder.is_dir()
+    folder.rmdir()  # Numba asks again before each save: the folder comes back
+    first.ensure_cache_path()
+    assert folder.is_dir() and len(probes) == 1
+
+
+def test_an_unusable_cache_folder_is_refused_as_numba_expects(tmp_path):
+    (tmp_path / "__pycache__").write_text("a file where the folder should be")
+    with pytest.raises(OSError):
+        cache.InTreeLocator(_probe, str(tmp_path / "a.py")).ensure_cache_path()
+    source = tmp_path / "a.py"
+    source.write_text("")
+    with pytest.MonkeyPatch.context() as patch:  # a fastbp file: from_function then gives no locator
+        patch.setattr(cache, "_covered", lambda py_file: True)
+        assert cache.InTreeLocator.from_function(_probe, str(source)) is None
 
 
 def test_the_locators_come_first_once():

@@ -16,6 +16,7 @@ import functools
 import glob
 import hashlib
 import os
+import tempfile
 
 from numba.core import caching
 
@@ -41,6 +42,7 @@ def kernel_sources_stamp() -> str:
     return digest.hexdigest()
 
 
+@functools.cache
 def _covered(py_file: str) -> bool:
     """Functions in fastbp itself, and in the tests and benchmarks of a source checkout."""
     path = os.path.abspath(py_file)
@@ -50,9 +52,22 @@ def _covered(py_file: str) -> bool:
     return any(path.startswith(folder + os.sep) for folder in folders)
 
 
+# Cache folders a file was written to in this process. Numba proves a folder writable by creating
+# and deleting a file in it, for every decorated function: 123 times at import, for three folders.
+_PROVEN_WRITABLE: set[str] = set()
+
+
 class _KernelSourcesStamp:
     def get_source_stamp(self):
         return (super().get_source_stamp(), kernel_sources_stamp())
+
+    def ensure_cache_path(self):
+        """Numba's, with the test file written once per folder (raises OSError where unusable)."""
+        path = self.get_cache_path()
+        os.makedirs(path, exist_ok=True)  # every time: Numba calls this again before each save
+        if path not in _PROVEN_WRITABLE:
+            tempfile.TemporaryFile(dir=path).close()
+            _PROVEN_WRITABLE.add(path)
 
     @classmethod
     def from_function(cls, py_func, py_file):

@@ -42,7 +42,6 @@ import numba
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array
 
 from fastbp import config
 from fastbp._kernels.jit import njit
@@ -90,6 +89,8 @@ def _caller(returns):
             return None
 
         def codegen(context, builder, signature, values):
+            from numba.np.arrayobj import make_array  # lazily, as in views.py
+
             address_value, tuple_value = values
             arguments = []
             for k, (ty, to) in enumerate(zip(args.types, passed)):

@@ -8,6 +8,10 @@ with no meminfo: no count to keep, the reshape's checks skipped.
 
 Only for views that live inside one call of a compiled kernel, while the caller holds the buffer:
 returned to Python, such a view would not keep its buffer alive (steps.forward returns a counted one).
+
+The intrinsics import Numba's array code generation (numba.np.arrayobj, which pulls in its string
+support) when they generate code, not at import: 55-105 ms of `import fastbp`, paid by the first
+compile or cache load instead, which loads it anyway.
 """
 
 import numba
@@ -15,7 +19,6 @@ import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
 
 
 @intrinsic
@@ -30,6 +33,8 @@ def raw_view(typingctx, flat, start, shape):
     view_type = types.Array(flat.dtype, ndim, "C")
 
     def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array  # lazily: see the module's docstring
+
         flat_value, start_value, shape_value = args
         source = make_array(signature.args[0])(context, builder, flat_value)
         data = builder.gep(source.data, [context.cast(builder, start_value, signature.args[1], types.intp)])
@@ -58,6 +63,8 @@ def index_scratch(typingctx):
     view_type = types.Array(types.intp, 1, "C")
 
     def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array  # lazily: see the module's docstring
+
         entry = context.get_value_type(types.intp)
         data = cgutils.alloca_once(builder, entry, size=INDEX_SCRATCH)  # in the entry block: once per call
         itemsize = context.get_constant(types.intp, context.get_abi_sizeof(entry))
