@@ -57,14 +57,21 @@ def check_features(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.n
     return _finite_converted(array, dtype, name)
 
 
-def _all_finite(array: np.ndarray) -> bool:
-    """Whether every value is finite, without a temporary the size of the array when it is a
-    contiguous float32/float64 array (the usual case: training data)."""
-    if array.dtype in FLOAT_DTYPES and array.flags.c_contiguous and array.size:
-        from fastbp._kernels.cpu.checks import first_nonfinite
+# Elements per np.isfinite call in _all_finite: a 64 KB temporary, where np.isfinite(X).all() built a
+# boolean copy of the whole training data (47 MB for 60,000 x 784).
+FINITE_BLOCK = 1 << 16
 
-        return first_nonfinite(array) < 0
-    return bool(np.isfinite(array).all())
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Whether every value is finite, block by block: no temporary the size of the array, no compiled
+    kernel (a compiled scan cost each cold first fit 0.4 s of compiling; NumPy by blocks is faster:
+    19 against 26 ms over 60,000 x 784 float32, 36 against 41 ms in float64)."""
+    flat = array.reshape(-1) if array.flags.c_contiguous else None
+    if flat is None:
+        return bool(np.isfinite(array).all())
+    return all(
+        np.isfinite(flat[start : start + FINITE_BLOCK]).all() for start in range(0, flat.size, FINITE_BLOCK)
+    )
 
 
 def _finite_converted(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:

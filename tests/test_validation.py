@@ -155,3 +155,28 @@ def test_bad_sample_weight(clf, w, match):
     with pytest.raises(ValueError, match=match):
         clf.fit(X_OK, Y_OK, sample_weight=w, verbose=0)
     np.testing.assert_array_equal(clf.params, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["first block", "later block", "last element"])
+def test_a_non_finite_value_is_found_in_any_block_without_a_copy_of_the_data(dtype, where):
+    """The finiteness scan goes block by block (FINITE_BLOCK values each): a bad value in any
+    block, the last partial one included, is found and named, and the scan's temporaries stay a
+    block's size (np.isfinite(X).all() would build a boolean copy of X: 2.4 MB here)."""
+    import tracemalloc
+
+    from fastbp import _validation
+
+    rows, cols = 2 * _validation.FINITE_BLOCK // 55 + 7, 55  # two blocks and a part of one
+    X = np.zeros((rows, cols), dtype)
+    clean = X.copy()
+    tracemalloc.start()
+    assert _validation.check_features(clean, cols, np.dtype(dtype)) is clean
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 * _validation.FINITE_BLOCK
+    places = {"first block": (3, 4), "later block": (rows // 2, 9), "last element": (rows - 1, cols - 1)}
+    row, col = places[where]
+    X[row, col] = np.inf
+    with pytest.raises(ValueError, match=f"X contains a non-finite value: inf at row {row}, column {col}"):
+        _validation.check_features(X, cols, np.dtype(dtype))
