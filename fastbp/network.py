@@ -122,6 +122,7 @@ def _build_plan(stages: list[_Stage], dtype):
         if stage.dropout:
             li[row, P.MASK_UNIT] = take(n_out)
             li[row, P.OUT_UNIT] = take(n_out)
+            li[row, P.DROPOUT_FN] = steps.dropout_address(dtype)
         else:
             li[row, P.MASK_UNIT] = -1
             li[row, P.OUT_UNIT] = li[row, P.A_UNIT]

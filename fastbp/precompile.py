@@ -41,6 +41,7 @@ def _network_parts(dtype) -> None:
             blas.entry_address(entry, dtype)
     steps.backward_sgd_address(dtype)
     steps.penalty_address(dtype)
+    steps.dropout_address(dtype)
     X, y = _tiny_data(dtype)
     net = Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2), loss="cross_entropy", dtype=dtype)
     net.fit(X, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop

@@ -223,8 +223,8 @@ fb.precompile("float64")
 kernels = ((train.batch_steps, 7), (train.online_steps, 7), (steps.forward, 3), (steps.loss_and_grad, 7))
 for kernel, params in kernels:
     print(any(str(sig[params]) == "array(float64, 1d, C)" for sig in kernel.signatures))
-# The entry points of every activation, loss, optimizer rule and product, the fused SGD pass and
-# the penalty, compiled on their own (indirect.py), for float64.
+# The entry points of every activation, loss, optimizer rule and product, the fused SGD pass, the
+# penalty and dropout, compiled on their own (indirect.py), for float64.
 from fastbp._kernels.cpu import activations, indirect, losses, optim
 signatures = activations.signatures("float64")
 wanted = {(entry, sig) for pair in activations.ENTRIES for entry, sig in zip(pair, signatures)}
@@ -235,15 +235,15 @@ print({(entry, optim.step_signature("float64")) for entry in optim.STEP_ENTRIES}
 from fastbp._kernels.cpu import blas
 names = {entry.__name__ for entry, _ in compiled if entry.__module__ in (blas.__name__, steps.__name__)}
 products = {entry.__name__ for entry in blas.NN_ENTRIES + blas.TN_ENTRIES + blas.NT_ENTRIES if entry}
-print(len(products) == 8 and names == products | {"backward_sgd_entry", "penalty_entry"})
+print(len(products) == 8 and names == products | {"backward_sgd_entry", "penalty_entry", "dropout_entry"})
 """
 
 
 def test_precompile_runs_every_loop_a_network_uses():
     """In a fresh process, so the signatures can only come from precompile's own calls: the
     mini-batch and batch-1 loops, predict's forward pass and loss_and_grad, and the entry points of
-    every activation, loss, optimizer rule and matrix product, the fused SGD pass and the penalty,
-    in the dtype asked."""
+    every activation, loss, optimizer rule and matrix product, the fused SGD pass, the penalty and
+    dropout, in the dtype asked."""
     done = subprocess.run([sys.executable, "-c", _PRECOMPILED], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True"] * 8

@@ -15,7 +15,7 @@ from conftest import ALL_ACTIVATIONS, ALL_LOSSES
 import fastbp as fb
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import activations as act
-from fastbp._kernels.cpu import blas, indirect
+from fastbp._kernels.cpu import blas, indirect, steps
 from fastbp._kernels.cpu import losses as L
 from fastbp._kernels.cpu import optim as O
 from fastbp._kernels.jit import njit
@@ -91,6 +91,13 @@ def test_the_plan_holds_each_layers_and_the_products_entries_for_the_networks_dt
         assert tuple(net._li[0, gemms]) == blas.layer_addresses(3, 4, dtype)
         assert tuple(net._li[1, gemms]) == blas.layer_addresses(4, 2, dtype)
     assert act.entry_addresses(act.TANH, np.float32) != act.entry_addresses(act.TANH, np.float64)
+
+
+def test_only_layers_with_dropout_name_the_dropout_entry():
+    for dtype in (np.float32, np.float64):
+        net = fb.Sequential(fb.Dense(3, 4), fb.ReLU(), fb.Dropout(0.5), fb.Dense(4, 2), dtype=dtype)
+        assert list(net._li[:, P.DROPOUT_FN]) == [steps.dropout_address(dtype), 0]
+    assert steps.dropout_address(np.float32) != steps.dropout_address(np.float64)
 
 
 def _halve(x, n):

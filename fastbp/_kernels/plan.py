@@ -20,7 +20,8 @@ BACKWARD_FN = 10  # address of its backward entry
 GEMM_NN_FN = 11  # addresses of the layer's product entries for its shape and dtype (blas.layer_addresses)
 GEMM_TN_FN = 12
 GEMM_NT_FN = 13
-N_INT = 14
+DROPOUT_FN = 14  # address of the dropout entry for the dtype (steps.dropout_address); 0 without dropout
+N_INT = 15
 
 # Float columns (float64 array, shape (n_layers, N_FLOAT)).
 ACT_PARAM = 0

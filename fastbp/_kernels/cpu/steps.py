@@ -108,6 +108,35 @@ def fill_dropout_mask(mask, p, seed, step, layer):
             mask[i, j] = zero if u < p else keep
 
 
+def dropout_entry(A, mask, out, rows, cols, p, seed, step, layer):
+    """A layer's dropout in training: draws `mask` (fill_dropout_mask) and writes out = A * mask.
+    An entry called through its address (the plan's P.DROPOUT_FN, dropout_address), so that a
+    network without dropout compiles none of it (0.5 s of a cold first fit: the mask, the hash, the
+    copy, and that code again inside every caller)."""
+    A, mask, out = array_at(A, (rows, cols)), array_at(mask, (rows, cols)), array_at(out, (rows, cols))
+    fill_dropout_mask(mask, p, seed, step, layer)
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = A[i, j] * mask[i, j]
+
+
+@functools.cache
+def dropout_address(dtype) -> int:
+    """The address of dropout_entry for `dtype` (indirect.py), compiled on first use: the plan of a
+    network with dropout holds it."""
+    matrix = types.Array(numba.from_dtype(np.dtype(dtype)), 2, "C")
+    rows_cols, seed_step_layer = (types.intp,) * 2, (types.intp,) * 3
+    return indirect.address(
+        dropout_entry, indirect.signature(matrix, matrix, matrix, *rows_cols, types.float64, *seed_step_layer)
+    )
+
+
+@njit(inline="always")
+def dropout_at(dropout_fn, A, mask, out, p, seed, step, layer):
+    """dropout_entry through its address."""
+    indirect.call(dropout_fn, (A, mask, out, A.shape[0], A.shape[1], p, seed, step, layer))
+
+
 @njit
 def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
     """Run the network on X (rows, n_in); returns a view of the output (rows, n_out).
@@ -130,10 +159,7 @@ def forward(li, lf, gu, params, ws, X, rows, training, seed, step):
             out_unit = li[layer, P.OUT_UNIT]
             out = region(ws, capacity, out_unit, rows, n_out)
             mask = region(ws, capacity, li[layer, P.MASK_UNIT], rows, n_out)
-            fill_dropout_mask(mask, lf[layer, P.DROP_P], seed, step, layer)
-            for i in range(rows):
-                for j in range(n_out):
-                    out[i, j] = A[i, j] * mask[i, j]
+            dropout_at(li[layer, P.DROPOUT_FN], A, mask, out, lf[layer, P.DROP_P], seed, step, layer)
             A = out
         A_in = A
     # Counted: this view may reach Python (predict), and must keep the workspace alive there.
