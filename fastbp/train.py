@@ -20,7 +20,7 @@ from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
 # Shown (verbose >= 1) when the first chunk's compiled loop is neither in memory nor in Numba's cache:
-# otherwise the first fit after an install or upgrade sits at 0% for 13-17 s (the MLP of
+# otherwise the first fit after an install or upgrade sits at 0% for 12-14 s (the MLP of
 # bench/compile_time.py on this project's 2-core machine; a minute before the entries of
 # indirect.py) with no word of why.
 COMPILE_NOTICE = (
