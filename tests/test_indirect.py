@@ -140,6 +140,28 @@ def test_call_refuses_arrays_that_are_not_c_ordered():
 
 
 @needs_jit
+def test_the_loss_entries_hold_their_kernels_code_inlined():
+    """Compiling a loss's entry (no cache: FASTBP_CACHE=0) compiles no version of the loss kernel
+    on its own: the entry holds its code inlined (jit.inlined_copy), compiled once."""
+    code = """
+        import numpy as np
+        from fastbp._kernels.cpu import losses as L
+        L.entry_address(L.MSE, np.float64)
+        L.entry_address(L.SOFTMAX_CROSS_ENTROPY, np.float64)
+        print(len(L.elementwise_loss_and_grad.signatures), len(L.softmax_cross_entropy_and_grad.signatures))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, FASTBP_CACHE="0"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["0", "0"]
+
+
+@needs_jit
 def test_a_fit_compiles_only_the_entries_it_uses():
     """In a fresh process (the kernels loaded from the cache this run filled): a ReLU network's
     fit (Adam, softmax cross-entropy) and predict bring in ReLU's and Identity's entries, those of

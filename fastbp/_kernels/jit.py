@@ -16,6 +16,16 @@ njit = functools.partial(
     numba.njit, cache=config.CACHE, fastmath=config.FASTMATH, error_model="numpy", nogil=True
 )
 
+
+def inlined_copy(kernel):
+    """A copy of the compiled `kernel` that Numba inlines into each caller instead of calling it:
+    for an entry point (indirect.py) around a kernel that other kernels call too. Called, the
+    kernel is compiled on its own, with every branch of a code it switches on (the elementwise
+    losses), then linked into the entry and optimised again there; inlined, its code is compiled
+    once, inside the entry, where the code is a constant. Without the JIT, the plain function."""
+    return njit(inline="always")(getattr(kernel, "py_func", kernel))
+
+
 # Flags and counts that kernels pass to other kernels as constants. Numba compiles a callee once per
 # constant argument it is given (`f(x, True)` types the flag as Literal[bool](True), a type of its
 # own), so a literal True compiled the whole forward pass again beside the copy that Python's calls
