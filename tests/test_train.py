@@ -265,6 +265,7 @@ def test_a_fit_that_must_compile_says_so_first(compiles, capsys, monkeypatch):
         assert err.index("compiling") < err.index("epoch 1/2")
     small_net().fit(X, y, epochs=1, batch_size=8, verbose=0)
     assert capsys.readouterr().err == ""
+    assert len(asked) == 1  # verbose=0 does not even ask (typing the arguments costs ~0.5 ms)
 
 
 def test_clip_grad_norm_limits_the_update():
