@@ -53,7 +53,7 @@ def _covered(py_file: str) -> bool:
 
 
 # Cache folders a file was written to in this process. Numba proves a folder writable by creating
-# and deleting a file in it, for every decorated function: 123 times at import, for three folders.
+# and deleting a file in it, for every decorated function: over a hundred times at import, into two folders.
 _PROVEN_WRITABLE: set[str] = set()
 
 

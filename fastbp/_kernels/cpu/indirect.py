@@ -14,15 +14,18 @@ bench/compile_time.py --rev; bench/runs/2026-11-30f/ and 2026-11-30g/):
 - then the products' helpers inlined into their entries, the small glue inlined into the loops,
   and the fused SGD pass and the weight penalty behind addresses: 1.43x (27.5 -> 19.2 s);
 - and each layer calling only the entries of the paths its shape takes (blas.layer_addresses):
-  see compile_ab_paths.txt.
+  1.34x (17.8 -> 13.3 s, compile_ab_paths.txt);
+- dropout behind an address (with the data's finiteness check left to NumPy): 1.21x
+  (14.48 -> 11.95 s, bench/runs/2026-11-30h/compile_ab_finite_dropout.txt).
 
 Instead each of these is an entry point compiled on its own, as a C function (numba.cfunc, cached
 on disk like every kernel), the first time a fit needs it, and the compiled code calls it through
 its address (`call`, `call_float`): one indirect call, which LLVM cannot inline, and none of the
 callee's code left in the callers. The plan holds the addresses of each layer's activation entries
-(activations.py) and product entries (blas.py); train_steps passes the compiled loops those of the
-loss (losses.py), of the optimizer's step (optim.py), of the fused SGD backward pass and of the
-weight penalty (steps.py; 0 where the fit has none).
+(activations.py), product entries (blas.py) and dropout entry (steps.py; 0 without dropout);
+train_steps passes the compiled loops those of the loss (losses.py), of the optimizer's step
+(optim.py), of the fused SGD backward pass and of the weight penalty (steps.py; 0 where the fit
+has none).
 
 Arguments go over as C would take them: an array as the pointer to its data (the entry rebuilds
 it with `array_at`, from the shape passed beside it), a float as float64, an integer as intp, a

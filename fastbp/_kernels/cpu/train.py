@@ -255,9 +255,9 @@ def penalized_step(
     li, penalty_fn, l1, l2, params, grads, step_fn, slots, scalars, hyper, step, lr, max_norm, loss
 ):
     """Add the L1/L2 penalty (through the entry at penalty_fn, when not 0) to the batch's loss and
-    its gradient, then take optimizer step `step`
-    (1-based, through the entry at step_fn: optim.step_address) on the gradient clipped to max_norm
-    (> 0). Returns the loss with the penalty; when that is not finite, nothing is updated."""
+    its gradient, then take optimizer step `step` (1-based, through the entry at step_fn:
+    optim.step_address) on the gradient clipped to max_norm (> 0). Returns the loss with the
+    penalty; when that is not finite, nothing is updated."""
     if penalty_fn != 0:
         loss += penalty_at(penalty_fn, li, params, grads, l1, l2)
     if not is_finite(loss):
