@@ -1,0 +1,42 @@
+"""Peak memory of fit: issue 5 bounds it by the data + 4x the parameters + one batch's workspace +
+60 MB, measured as resident memory (bench/peak_memory.py, which this uses; Linux only)."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+ROWS = 30_000  # 94 MB of float32 MNIST-sized rows: a copy of the data alone would exceed the bound
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+
+
+def _in_fresh_process(code: str) -> list[int]:
+    """Run code (with bench/ importable) in a new interpreter, so that no memory freed earlier is
+    handed out again unmeasured; returns the integers it prints."""
+    prelude = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import peak_memory as pm\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return [int(word) for word in result.stdout.split()]
+
+
+def test_the_measure_sees_a_copy_of_the_data():
+    data, peak = _in_fresh_process(f"""
+        import numpy as np
+        assert pm.supported()
+        X = np.ones(({ROWS}, 784), np.float32)
+        print(X.nbytes, pm.peak_over(lambda: X.copy()))
+    """)
+    assert peak >= 0.95 * data
+
+
+@pytest.mark.parametrize("case", ["plain", "validation_split"])
+def test_fit_stays_within_the_bound(case):
+    data, peak, bound = _in_fresh_process(f'print(*pm.measure_case("mlp", "adam", 64, {case!r}, {ROWS}))')
+    assert data > bound  # so that a copy of the data inside fit cannot pass
+    assert peak <= bound, f"fit's peak {peak / 1e6:.1f} MB over the data, bound {bound / 1e6:.1f} MB"
