@@ -315,10 +315,16 @@ class Sequential:
         X = cuda_mod.checks(self)[0](X, self.n_features, self.dtype)
         return self._forward_checked(X)
 
-    def _checked(self, X, y, sample_weight):
-        """(X, Y, weights) validated for this network and its device."""
+    def _checked(self, X, y, sample_weight, keep_float: bool = False):
+        """(X, Y, weights) validated for this network and its device. keep_float (fit, on the CPU):
+        a C-contiguous float32 or float64 X is kept in its own dtype, uncopied (the mini-batch loop
+        converts each batch as it gathers it). Targets are always converted: they are small next to
+        X, and each dtype kept is one more compiled version of the loop."""
         check_x, check_y, check_w = cuda_mod.checks(self)
-        X = check_x(X, self.n_features, self.dtype)
+        if keep_float and self._cuda is None:
+            X = check_x(X, self.n_features, self.dtype, keep_float=True)
+        else:
+            X = check_x(X, self.n_features, self.dtype)
         Y = check_y(y, self.loss, X.shape[0], self.n_outputs, self.dtype)
         return X, Y, check_w(sample_weight, X.shape[0], self.dtype)
 
@@ -390,6 +396,9 @@ class Sequential:
         FloatingPointError (or ends quietly with a TerminateOnNaN callback) with the parameters
         back at their last finite values. verbose: 0 silent, 1 progress bar, 2 a line per epoch.
         sample_weight (rows,) weighs each row's loss: sum(w_i l_i) / sum(w_i) per batch.
+        A C-ordered float32 or float64 X is trained on where it lies, each batch converted to the
+        network's dtype as it is gathered (at batch_size=1, X is first converted whole); any other X
+        is converted once.
         `grads` is working space during fit: plain SGD (no momentum, decay, penalty or clipping)
         folds its step into the backward pass and never writes dW there."""
         from fastbp.train import fit

@@ -15,7 +15,7 @@ import numpy as np
 from fastbp import cuda as cuda_mod
 from fastbp import optim as optim_mod
 from fastbp._kernels.cache import will_compile
-from fastbp._kernels.cpu.train import entry_addresses, loop_for, train_steps
+from fastbp._kernels.cpu.train import entry_addresses, loop_for, online_steps, train_steps
 from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
@@ -110,7 +110,9 @@ def _split_validation(net, X, Y, weights, validation_data, validation_split):
         train_weights = weights[:-n_val] if weights.size else weights
         if weights.size and not train_weights.any():
             raise ValueError("sample_weight is zero on every training row left by validation_split")
-        return X[:-n_val], Y[:-n_val], train_weights, X[-n_val:], Y[-n_val:]
+        # The held-out rows in the network's dtype once (a copy only when X is kept in another).
+        Xv = np.ascontiguousarray(X[-n_val:], dtype=net.dtype)
+        return X[:-n_val], Y[:-n_val], train_weights, Xv, Y[-n_val:]
     return X, Y, weights, None, None
 
 
@@ -200,7 +202,9 @@ def fit(
     sample_weight=None,
 ) -> History:
     """Train `net` by mini-batch gradient descent; see Sequential.fit."""
-    X, Y, weights = net._checked(X, y, sample_weight)
+    # Float data stays in its own dtype: the mini-batch loop converts each batch as it gathers it
+    # (float64 data for a float32 network is not copied whole).
+    X, Y, weights = net._checked(X, y, sample_weight, keep_float=True)
     epochs = _check_int("epochs", epochs, 0)
     batch_size = _check_int("batch_size", batch_size, 1, allow_none=True)
     verbose = _check_int("verbose", verbose, 0)
@@ -215,6 +219,9 @@ def fit(
     opt = _resolve_optimizer(optimizer, lr)
     n = X.shape[0]
     batch = n if batch_size is None else min(batch_size, n)
+    if net._cuda is None and loop_for(net._li, batch) is online_steps:
+        # The batch-1 loop reads each sample where it lies, so it takes the network's dtype.
+        X = np.ascontiguousarray(X, dtype=net.dtype)
     kind, slots, scalars, hyper = opt.prepare(cuda_mod.host_params(net))
 
     rng = np.random.default_rng(seed)

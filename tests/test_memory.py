@@ -37,7 +37,7 @@ def test_the_measure_sees_a_copy_of_the_data():
     assert peak >= 0.95 * data
 
 
-@pytest.mark.parametrize("case", ["plain", "validation_split"])
+@pytest.mark.parametrize("case", ["plain", "validation_split", "float64 data"])
 def test_fit_stays_within_the_bound(case):
     data, peak, bound = _in_fresh_process(f'print(*pm.measure_case("mlp", "adam", 64, {case!r}, {ROWS}))')
     assert data > bound  # so that a copy of the data inside fit cannot pass

@@ -402,3 +402,26 @@ def test_plain_sgd_folded_into_the_gemm_is_the_separate_step(dtype, rtol, monkey
     assert np.isfinite(separate.grads).all()
     np.testing.assert_allclose(folded.params, separate.params, rtol=rtol, atol=rtol * 1e-2)
     assert np.isfinite(fit(True, fb.optim.SGD(lr=0.1, momentum=0.9)).grads).all()
+
+
+@pytest.mark.parametrize("batch_size", [32, 1, None])
+@pytest.mark.parametrize("net_dtype, data_dtype", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_fit_on_data_of_the_other_float_dtype_equals_fit_on_converted_data(batch_size, net_dtype, data_dtype):
+    """fit keeps float data in its dtype and converts each batch as it gathers it: the same numbers as
+    converting the whole array first (which it no longer does, for memory: tests/test_memory.py).
+    With real-valued targets (converted, as before), and validation_split's held-out rows."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    Y = rng.normal(size=(200, 3))
+
+    def trained(X, Y, **kwargs):
+        net = fb.Sequential(fb.Dense(5, 8), fb.Tanh(), fb.Dense(8, 3), loss="mse", dtype=net_dtype, seed=0)
+        fitted = net.fit(X, Y, epochs=2, batch_size=batch_size, optimizer="adam", seed=1, verbose=0, **kwargs)
+        return net.params, [fitted[metric] for metric in ("loss", "val_loss")]
+
+    X, Y = X.astype(data_dtype), Y.astype(data_dtype)
+    for kwargs in ({}, {"validation_split": 0.25}):
+        params, history = trained(X, Y, **kwargs)
+        expected_params, expected_history = trained(X.astype(net_dtype), Y.astype(net_dtype), **kwargs)
+        np.testing.assert_array_equal(params, expected_params)
+        assert history == expected_history

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from fastbp._validation import check_features
 
 
 @pytest.fixture
@@ -52,6 +53,27 @@ def test_value_that_overflows_float32_rejected():
     X[1, 2] = 1e300
     with pytest.raises(ValueError, match="1e\\+300 at row 1, column 2, too large for float32"):
         net.loss_and_grad(X, Y_OK)
+    # fit keeps float64 data uncopied (its batches are converted as gathered): the same check, and
+    # nothing trained.
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="1e\\+300 at row 1, column 2, too large for float32"):
+        net.fit(X, Y_OK, epochs=1, verbose=0)
+    np.testing.assert_array_equal(net.params, before)
+    X[1, 2] = np.inf  # a non-finite value is named as such, not as too large
+    with pytest.raises(ValueError, match="contains a non-finite value: inf at row 1, column 2"):
+        net.fit(X, Y_OK, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("keep_float", [False, True])
+def test_features_kept_in_their_float_dtype_only_for_fit(keep_float):
+    X = X_OK.astype(np.float64)
+    checked = check_features(X, 3, np.dtype(np.float32), keep_float=keep_float)
+    assert (checked is X) == keep_float
+    assert checked.dtype == (np.float64 if keep_float else np.float32)
+    # Fortran order and integers are converted either way.
+    for other in (np.asfortranarray(X), X.astype(np.int64)):
+        converted = check_features(other, 3, np.dtype(np.float32), keep_float=keep_float)
+        assert converted.dtype == np.float32 and converted.flags.c_contiguous
 
 
 BAD_LABELS = [
