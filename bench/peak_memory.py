@@ -15,10 +15,9 @@ process within data + 4P + workspace + 60 MB over what it held before the data.
 
 Cases beyond the plain fit: validation_split (the training rows are a view; the held-out rows are
 converted once if the data's dtype is not the network's), sample_weight, float64 data for a float32
-network (kept as it is: each batch is converted as it is gathered), and two inputs fit copies once
-to train on, marked "copied" in the table and not held to the bound: float64 data at batch size 1
-(the batch-1 loop reads each sample where it lies, in the network's dtype) and Fortran-ordered
-data (batches are gathered row by row, from C-ordered rows).
+network (kept as it is: each batch, or each sample at batch size 1, is converted as it is read),
+and one input fit copies once to train on, marked "copied" in the table and not held to the bound:
+Fortran-ordered data (batches are gathered row by row, from C-ordered rows).
 """
 
 from __future__ import annotations
@@ -97,9 +96,9 @@ CASES = {
 }
 
 
-def copied(case: str, batch: int) -> bool:
+def copied(case: str) -> bool:
     """Whether fit trains on a copy of this case's data (see the docstring)."""
-    return case == "Fortran-ordered" or (case == "float64 data" and batch == 1)
+    return case == "Fortran-ordered"
 
 
 def measure_case(net: str, optimizer: str, batch: int, case: str, rows: int) -> tuple[int, int, int]:
@@ -139,8 +138,8 @@ def main(argv=None) -> int:
     for net, optimizer, batch, case in runs:
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as fresh:
             data, peak, limit = fresh.submit(measure_case, net, optimizer, batch, case, args.rows).result()
-        misses += peak > limit and not copied(case, batch)
-        label = case + (" (copied)" if copied(case, batch) else "")
+        misses += peak > limit and not copied(case)
+        label = case + (" (copied)" if copied(case) else "")
         row = (net, optimizer, batch, label, data / MB, peak / MB, limit / MB, peak <= limit)
         print("| {} | {} | {} | {} | {:.0f} | {:.1f} | {:.1f} | {} |".format(*row), flush=True)
     return 1 if misses else 0

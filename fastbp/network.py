@@ -396,9 +396,8 @@ class Sequential:
         FloatingPointError (or ends quietly with a TerminateOnNaN callback) with the parameters
         back at their last finite values. verbose: 0 silent, 1 progress bar, 2 a line per epoch.
         sample_weight (rows,) weighs each row's loss: sum(w_i l_i) / sum(w_i) per batch.
-        A C-ordered float32 or float64 X is trained on where it lies, each batch converted to the
-        network's dtype as it is gathered (at batch_size=1, X is first converted whole); any other X
-        is converted once.
+        A C-ordered float32 or float64 X is trained on where it lies, each batch (or sample)
+        converted to the network's dtype as it is read; any other X is converted once.
         `grads` is working space during fit: plain SGD (no momentum, decay, penalty or clipping)
         folds its step into the backward pass and never writes dW there."""
         from fastbp.train import fit

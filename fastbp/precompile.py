@@ -3,9 +3,9 @@
 With an empty Numba cache a first fit spends 12-14 s compiling (bench/compile_time.py); an
 image build, an install step or a CI job can pay that here instead, so that the user's first fit
 loads the kernels from the cache (under a second). One compiled version per dtype serves every
-architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch loop (for
-data of either float dtype: fit keeps float data uncopied and converts each batch), the batch-1
-loop, the forward pass of predict and evaluate, and loss_and_grad; and the entry points of
+architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch and batch-1
+loops (each for data of either float dtype: fit trains on float data where it lies and converts
+each batch), the forward pass of predict and evaluate, and loss_and_grad; and the entry points of
 every activation, loss, optimizer rule and matrix product, the fused SGD pass, the weight penalty
 and dropout (each compiled on its own when a fit first uses it: indirect.py). The kernels land
 where Numba's cache is (NUMBA_CACHE_DIR, else __pycache__ beside fastbp's sources, which must be writable).
@@ -45,10 +45,10 @@ def _network_parts(dtype) -> None:
     steps.dropout_address(dtype)
     X, y = _tiny_data(dtype)
     net = Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2), loss="cross_entropy", dtype=dtype)
-    net.fit(X, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop
     other = "float64" if np.dtype(dtype) == np.float32 else "float32"
-    net.fit(X.astype(other), y, epochs=1, batch_size=4, verbose=0)  # the same on data of the other dtype
-    net.fit(X, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)  # the batch-1 loop
+    for data in (X, X.astype(other)):  # fit trains on data of either float dtype where it lies
+        net.fit(data, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop
+        net.fit(data, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)  # the batch-1 loop
     net.evaluate(X, y)  # predict's forward pass, the loss and the penalty
     net.loss_and_grad(X, y)  # one pass without an update (gradcheck, custom loops)
 

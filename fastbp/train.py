@@ -15,7 +15,7 @@ import numpy as np
 from fastbp import cuda as cuda_mod
 from fastbp import optim as optim_mod
 from fastbp._kernels.cache import will_compile
-from fastbp._kernels.cpu.train import entry_addresses, loop_for, online_steps, train_steps
+from fastbp._kernels.cpu.train import entry_addresses, loop_for, train_steps
 from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
@@ -219,9 +219,6 @@ def fit(
     opt = _resolve_optimizer(optimizer, lr)
     n = X.shape[0]
     batch = n if batch_size is None else min(batch_size, n)
-    if net._cuda is None and loop_for(net._li, batch) is online_steps:
-        # The batch-1 loop reads each sample where it lies, so it takes the network's dtype.
-        X = np.ascontiguousarray(X, dtype=net.dtype)
     kind, slots, scalars, hyper = opt.prepare(cuda_mod.host_params(net))
 
     rng = np.random.default_rng(seed)
@@ -245,7 +242,8 @@ def fit(
         steps = gpu.train_steps_like_cpu
 
     with net._lock:
-        ws = net._workspace_for(batch) if gpu is None else None
+        # Two rows at least: the batch-1 loop converts samples of another dtype into two of them.
+        ws = net._workspace_for(max(batch, 2)) if gpu is None else None
         for cb in callbacks:
             cb.on_train_begin(state)
         try:

@@ -223,9 +223,10 @@ fb.precompile("float64")
 kernels = ((train.batch_steps, 7), (train.online_steps, 7), (steps.forward, 3), (steps.loss_and_grad, 7))
 for kernel, params in kernels:
     print(any(str(sig[params]) == "array(float64, 1d, C)" for sig in kernel.signatures))
-# The mini-batch loop also for float32 data (X is its 10th argument), which fit keeps uncopied.
-data_types = {str(sig[10]) for sig in train.batch_steps.signatures}
-print(data_types >= {"array(float32, 2d, C)", "array(float64, 2d, C)"})
+# Both loops also for float32 data (X is their 10th argument), which fit trains on where it lies.
+for loop in (train.batch_steps, train.online_steps):
+    data_types = {str(sig[10]) for sig in loop.signatures}
+    print(data_types >= {"array(float32, 2d, C)", "array(float64, 2d, C)"})
 # The entry points of every activation, loss, optimizer rule and product, the fused SGD pass, the
 # penalty and dropout, compiled on their own (indirect.py), for float64.
 from fastbp._kernels.cpu import activations, indirect, losses, optim
@@ -244,13 +245,13 @@ print(len(products) == 8 and names == products | {"backward_sgd_entry", "penalty
 
 def test_precompile_runs_every_loop_a_network_uses():
     """In a fresh process, so the signatures can only come from precompile's own calls: the
-    mini-batch loop (for data of both float dtypes) and the batch-1 loop, predict's forward pass and
+    mini-batch and batch-1 loops (each for data of both float dtypes), predict's forward pass and
     loss_and_grad, and the entry points of
     every activation, loss, optimizer rule and matrix product, the fused SGD pass, the penalty and
     dropout, in the dtype asked."""
     done = subprocess.run([sys.executable, "-c", _PRECOMPILED], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True"] * 9
+    assert done.stdout.split() == ["True"] * 10
 
 
 def test_precompile_rejects_other_dtypes():

@@ -37,8 +37,17 @@ def test_the_measure_sees_a_copy_of_the_data():
     assert peak >= 0.95 * data
 
 
-@pytest.mark.parametrize("case", ["plain", "validation_split", "float64 data"])
-def test_fit_stays_within_the_bound(case):
-    data, peak, bound = _in_fresh_process(f'print(*pm.measure_case("mlp", "adam", 64, {case!r}, {ROWS}))')
+@pytest.mark.parametrize(
+    "optimizer, batch, case",
+    [
+        ("adam", 64, "plain"),
+        ("adam", 64, "validation_split"),
+        ("adam", 64, "float64 data"),  # fit converts each batch as it gathers it
+        ("sgd", 1, "float64 data"),  # and each sample at batch 1
+    ],
+)
+def test_fit_stays_within_the_bound(optimizer, batch, case):
+    measure = f"pm.measure_case('mlp', {optimizer!r}, {batch}, {case!r}, {ROWS})"
+    data, peak, bound = _in_fresh_process(f"print(*{measure})")
     assert data > bound  # so that a copy of the data inside fit cannot pass
     assert peak <= bound, f"fit's peak {peak / 1e6:.1f} MB over the data, bound {bound / 1e6:.1f} MB"

@@ -405,18 +405,24 @@ def test_plain_sgd_folded_into_the_gemm_is_the_separate_step(dtype, rtol, monkey
 
 
 @pytest.mark.parametrize("batch_size", [32, 1, None])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("net_dtype, data_dtype", [(np.float32, np.float64), (np.float64, np.float32)])
-def test_fit_on_data_of_the_other_float_dtype_equals_fit_on_converted_data(batch_size, net_dtype, data_dtype):
-    """fit keeps float data in its dtype and converts each batch as it gathers it: the same numbers as
-    converting the whole array first (which it no longer does, for memory: tests/test_memory.py).
-    With real-valued targets (converted, as before), and validation_split's held-out rows."""
+def test_fit_on_data_of_the_other_float_dtype_equals_fit_on_converted_data(
+    batch_size, optimizer, net_dtype, data_dtype
+):
+    """fit keeps float data in its dtype and converts each batch as it gathers it (at batch 1, each
+    sample into one of two workspace rows: plain SGD's deferred first-layer update still reads the
+    previous one): the same numbers as converting the whole array first, which it no longer does
+    (for memory: tests/test_memory.py). With real-valued targets (converted, as before), and
+    validation_split's held-out rows."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 5))
     Y = rng.normal(size=(200, 3))
 
     def trained(X, Y, **kwargs):
         net = fb.Sequential(fb.Dense(5, 8), fb.Tanh(), fb.Dense(8, 3), loss="mse", dtype=net_dtype, seed=0)
-        fitted = net.fit(X, Y, epochs=2, batch_size=batch_size, optimizer="adam", seed=1, verbose=0, **kwargs)
+        options = dict(epochs=2, batch_size=batch_size, optimizer=optimizer, seed=1, verbose=0)
+        fitted = net.fit(X, Y, **options, **kwargs)
         return net.params, [fitted[metric] for metric in ("loss", "val_loss")]
 
     X, Y = X.astype(data_dtype), Y.astype(data_dtype)

@@ -8,11 +8,42 @@ row. For plain SGD the update is fused into that walk, W[i, :] -= lr * a[i] * d,
 never stored; the first layer's is deferred into the next sample's forward sweep.
 """
 
+from numba.extending import overload
+
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
 from fastbp._kernels.cpu.steps import region, weights
-from fastbp._kernels.cpu.views import index_scratch
+from fastbp._kernels.cpu.views import index_scratch, raw_view
 from fastbp._kernels.jit import FALSE, njit
+
+
+def sample_row(X_flat, source, n_in, ws, spare_at):
+    """Sample `source` of X (flattened, n_in features per row) as a (1, n_in) array of the
+    workspace's dtype: a view of X where X has that dtype; otherwise converted into the workspace
+    row that starts at ws[spare_at] (callers alternate two rows, so that the previous sample, which
+    plain SGD's deferred update still reads, is kept)."""
+    row = X_flat[source * n_in : (source + 1) * n_in]
+    if row.dtype == ws.dtype:
+        return row.reshape(1, n_in)
+    spare = ws[spare_at : spare_at + n_in].reshape(1, n_in)
+    spare[0] = row
+    return spare
+
+
+@overload(sample_row, inline="always")
+def _sample_row_compiled(X_flat, source, n_in, ws, spare_at):
+    if X_flat.dtype == ws.dtype:
+        return lambda X_flat, source, n_in, ws, spare_at: raw_view(X_flat, source * n_in, (1, n_in))
+
+    def converted(X_flat, source, n_in, ws, spare_at):
+        start = source * n_in
+        spare = raw_view(ws, spare_at, (1, n_in))
+        row = spare[0]
+        for j in range(n_in):
+            row[j] = X_flat[start + j]
+        return spare
+
+    return converted
 
 
 @njit

@@ -14,7 +14,7 @@ import numpy as np
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import blas, losses, optim
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad_at
-from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward
+from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward, sample_row
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_at
 from fastbp._kernels.cpu.steps import (
     backward,
@@ -211,19 +211,22 @@ def online_steps(
     penalty_fn,
 ):
     """train_steps at batch 1 without dropout: each sample read where it is, through the online
-    kernels (online.py), which also fold plain SGD's step into their backward sweep."""
+    kernels (online.py), which also fold plain SGD's step into their backward sweep. X of another
+    dtype than params: each sample is converted into one of two workspace rows (which needs a
+    workspace of at least two rows)."""
     weighted = sample_weight.size > 0
     fusable = is_plain_step(kind, hyper, l1, l2, max_norm)
     # Each sample's rows are uncounted views (views.py), as the workspace's: a counted one costs an
     # atomic increment and decrement per kernel it is passed to, several per sample.
     X_flat, Y_flat = X.reshape(-1), Y.reshape(-1)
     n_in, n_y = X.shape[1], Y.shape[1]
+    spares = (ws.size // gu[P.TOTAL_UNITS]) * gu[P.IN_UNIT]  # the input region's first row
     # Plain SGD defers each step's first-layer update into the next forward sweep.
-    pending_x = raw_view(X_flat, 0, (1, n_in))
+    pending_x = sample_row(X_flat, 0, n_in, ws, spares + n_in)
     pending_lr = 0.0
     for k in range(n_batches):
         source = perm[first_batch + k]
-        Xb = raw_view(X_flat, source * n_in, (1, n_in))
+        Xb = sample_row(X_flat, source, n_in, ws, spares + (k % 2) * n_in)
         Yb = raw_view(Y_flat, source * n_y, (1, n_y))
         Wb = raw_view(sample_weight, source, (1,)) if weighted else sample_weight
         out = sample_forward(li, lf, gu, params, ws, Xb, pending_x, pending_lr)
