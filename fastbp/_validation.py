@@ -45,7 +45,7 @@ def check_features(
 ) -> np.ndarray:
     """X as a C-contiguous (rows, n_features) array of `dtype`, or a clear error. keep_float: a
     C-contiguous float32 or float64 X is returned as it is (no copy) once its values are known to
-    fit `dtype`: for fit, whose batches are converted as they are gathered."""
+    fit `dtype`: for fit, whose loops convert each batch or sample as they read it."""
     array = _as_numeric_array(X, name)
     if array.ndim != 2:
         hint = " (use X.reshape(-1, 1) for one feature)" if array.ndim == 1 else ""

@@ -317,9 +317,9 @@ class Sequential:
 
     def _checked(self, X, y, sample_weight, keep_float: bool = False):
         """(X, Y, weights) validated for this network and its device. keep_float (fit, on the CPU):
-        a C-contiguous float32 or float64 X is kept in its own dtype, uncopied (the mini-batch loop
-        converts each batch as it gathers it). Targets are always converted: they are small next to
-        X, and each dtype kept is one more compiled version of the loop."""
+        a C-contiguous float32 or float64 X is kept in its own dtype, uncopied (the training loops
+        convert each batch, or sample, as they read it). Targets are always converted: they are
+        small next to X, and each dtype kept would be one more compiled version of the loops."""
         check_x, check_y, check_w = cuda_mod.checks(self)
         if keep_float and self._cuda is None:
             X = check_x(X, self.n_features, self.dtype, keep_float=True)

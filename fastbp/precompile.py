@@ -4,10 +4,10 @@ With an empty Numba cache a first fit spends 12-14 s compiling (bench/compile_ti
 image build, an install step or a CI job can pay that here instead, so that the user's first fit
 loads the kernels from the cache (under a second). One compiled version per dtype serves every
 architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch and batch-1
-loops (each for data of either float dtype: fit trains on float data where it lies and converts
-each batch), the forward pass of predict and evaluate, and loss_and_grad; and the entry points of
-every activation, loss, optimizer rule and matrix product, the fused SGD pass, the weight penalty
-and dropout (each compiled on its own when a fit first uses it: indirect.py). The kernels land
+loops (each for data of either float dtype: fit trains on float data where it lies, converting
+each batch or sample), the forward pass of predict and evaluate, and loss_and_grad; and the entry
+points of every activation, loss, optimizer rule and matrix product, the fused SGD pass, the weight
+penalty and dropout (each compiled on its own when a fit first uses it: indirect.py). The kernels land
 where Numba's cache is (NUMBA_CACHE_DIR, else __pycache__ beside fastbp's sources, which must be writable).
 """
 
