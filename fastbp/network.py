@@ -18,7 +18,7 @@ from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import blas, steps
 from fastbp._kernels.cpu.activations import entry_addresses, needs_preactivation
 from fastbp._kernels.cpu.losses import loss_value
-from fastbp._validation import as_dtype
+from fastbp._validation import as_dtype, check_features
 
 # Inference runs in blocks of this many rows, so predicting on a large X needs a bounded workspace.
 _INFERENCE_BLOCK = 1024
@@ -311,15 +311,21 @@ class Sequential:
 
     def forward(self, X) -> np.ndarray:
         """The network's output for X (rows, n_features): (rows, n_outputs), raw (logits for the
-        cross-entropy losses); a host array on either device."""
-        X = cuda_mod.checks(self)[0](X, self.n_features, self.dtype)
+        cross-entropy losses); a host array on either device. On the CPU a C-ordered float32 or
+        float64 X is read where it lies, block by block, each block converted to the network's
+        dtype."""
+        if self._cuda is None:
+            X = check_features(X, self.n_features, self.dtype, keep_float=True)
+        else:
+            X = cuda_mod.checks(self)[0](X, self.n_features, self.dtype)
         return self._forward_checked(X)
 
     def _checked(self, X, y, sample_weight, keep_float: bool = False):
-        """(X, Y, weights) validated for this network and its device. keep_float (fit, on the CPU):
-        a C-contiguous float32 or float64 X is kept in its own dtype, uncopied (the training loops
-        convert each batch, or sample, as they read it). Targets are always converted: they are
-        small next to X, and each dtype kept would be one more compiled version of the loops."""
+        """(X, Y, weights) validated for this network and its device. keep_float (fit and evaluate,
+        on the CPU): a C-contiguous float32 or float64 X is kept in its own dtype, uncopied (the
+        training loops convert each batch, or sample, as they read it; _forward_checked each block).
+        Targets are always converted: they are small next to X, and each dtype kept would be one
+        more compiled version of the loops."""
         check_x, check_y, check_w = cuda_mod.checks(self)
         if keep_float and self._cuda is None:
             X = check_x(X, self.n_features, self.dtype, keep_float=True)
@@ -336,7 +342,8 @@ class Sequential:
             out = np.empty((rows, self.n_outputs), dtype=self.dtype)
             ws = self._workspace_for(min(rows, _INFERENCE_BLOCK))
             for start in range(0, rows, _INFERENCE_BLOCK):
-                block = X[start : start + _INFERENCE_BLOCK]
+                # A view where X has the network's dtype; else this block converted (X is kept).
+                block = np.asarray(X[start : start + _INFERENCE_BLOCK], dtype=self.dtype)
                 out[start : start + block.shape[0]] = steps.forward(
                     self._li, self._lf, self._gu, self.params, ws, block, block.shape[0], False, 0, 0
                 )
@@ -360,8 +367,9 @@ class Sequential:
 
     def evaluate(self, X, y, sample_weight=None) -> dict:
         """{"loss": mean loss with the weight penalty, "accuracy": where the loss defines classes}.
-        sample_weight weighs the loss as in loss_and_grad (accuracy stays unweighted)."""
-        X, Y, weights = self._checked(X, y, sample_weight)
+        sample_weight weighs the loss as in loss_and_grad (accuracy stays unweighted). X is read
+        as forward reads it."""
+        X, Y, weights = self._checked(X, y, sample_weight, keep_float=True)
         out = self._forward_checked(X)
         result = {
             "loss": float(loss_value(self.loss.code, self.loss.param, out, Y, weights)) + self.penalty()

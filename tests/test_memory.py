@@ -51,3 +51,16 @@ def test_fit_stays_within_the_bound(optimizer, batch, case):
     data, peak, bound = _in_fresh_process(f"print(*{measure})")
     assert data > bound  # so that a copy of the data inside fit cannot pass
     assert peak <= bound, f"fit's peak {peak / 1e6:.1f} MB over the data, bound {bound / 1e6:.1f} MB"
+
+
+def test_predict_reads_float64_data_block_by_block():
+    """predict on float64 data for a float32 network converts one 1024-row block at a time: its peak
+    is the output and a block, far under the 94 MB a converted copy of the data would take."""
+    data, peak = _in_fresh_process(f"""
+        import numpy as np
+        net = pm.make_net((784, 256, 128, 10))
+        X = np.random.default_rng(0).standard_normal(({ROWS}, 784))
+        net.predict(X[:8])  # kernels loaded, workspace sized
+        print(X.nbytes, pm.peak_over(lambda: net.predict(X)))
+    """)
+    assert peak < 20e6, f"predict's peak {peak / 1e6:.1f} MB over {data / 1e6:.0f} MB of data"

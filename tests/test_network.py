@@ -173,6 +173,21 @@ def test_forward_blocks_match_one_pass(rng):
     np.testing.assert_allclose(net.forward(X), expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("net_dtype, data_dtype", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_inference_on_data_of_the_other_float_dtype_equals_converted_data(rng, net_dtype, data_dtype):
+    """forward, predict, predict_proba and evaluate read float data where it lies, converting each
+    1024-row block (tests/test_memory.py: no whole copy): the same numbers as converting first."""
+    layers = (fb.Dense(3, 4), fb.Tanh(), fb.Dense(4, 2))
+    net = fb.Sequential(*layers, loss="cross_entropy", dtype=net_dtype, seed=0)
+    X = rng.normal(size=(2 * 1024 + 37, 3)).astype(data_dtype)
+    y = rng.integers(0, 2, size=X.shape[0])
+    converted = X.astype(net_dtype)
+    for method in (net.forward, net.predict, net.predict_proba):
+        np.testing.assert_array_equal(method(X), method(converted))
+    assert net.forward(X).dtype == net_dtype
+    assert net.evaluate(X, y) == net.evaluate(converted, y)
+
+
 def test_stable_at_extreme_logits():
     net = fb.Sequential(fb.Dense(2, 3), loss="cross_entropy", dtype=np.float64, seed=0)
     net.layers[0].W[...] = [[500.0, -500.0, 0.0], [0.0, 0.0, 0.0]]
