@@ -59,12 +59,15 @@ def _sklearn_parts(dtype) -> None:
     from fastbp.sklearn import MLPClassifier, MLPRegressor
 
     X, y = _tiny_data(dtype)
+    other = "float64" if np.dtype(dtype) == np.float32 else "float32"
     for solver in ("adam", "lbfgs"):  # sgd runs the same compiled epoch as adam
         for estimator in (MLPClassifier, MLPRegressor):
             model = estimator(hidden_layer_sizes=(4,), solver=solver, max_iter=2, dtype=dtype, random_state=0)
-            with warnings.catch_warnings():  # two iterations do not converge, on purpose
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(X, y.astype(dtype) if estimator is MLPRegressor else y)
+            # Data of either float dtype, which the drop-ins train on as it is.
+            for data in (X, X.astype(other)):
+                with warnings.catch_warnings():  # two iterations do not converge, on purpose
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    model.fit(data, y.astype(dtype) if estimator is MLPRegressor else y)
             model.predict(X)
 
 

@@ -607,7 +607,10 @@ class _BaseMLP(BaseEstimator):
         dtype = self._compute_dtype(X.dtype)
         engine = self._engine_for(dtype, layer_units)
         self.coefs_, self.intercepts_ = engine.views()
-        X = np.ascontiguousarray(X, dtype=dtype)
+        # X stays in its float dtype (validate_data gave float32 or float64): the compiled epoch and
+        # loss convert each batch as they copy it in, so float64 data for the float32 default is not
+        # copied whole (as scikit-learn's own MLP does not copy it).
+        X = np.ascontiguousarray(X)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
 

@@ -185,6 +185,23 @@ def test_float32_default_stays_close_to_float64():
     assert MLPClassifier(solver="lbfgs", max_iter=2).fit(X, y).coefs_[0].dtype == np.float64
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_float64_data_in_float32_trains_as_its_float32_copy(solver, early_stopping):
+    """The float32 default trains on float64 data as it is, each batch converted as it is copied in
+    (no float32 copy of the whole data): bit for bit what training on X.astype(float32) gives."""
+    X, y = _data("multiclass", rows=150)
+    params = dict(solver=solver, early_stopping=early_stopping, random_state=0, max_iter=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        kept = MLPClassifier(**params).fit(X, y)
+        copied = MLPClassifier(**params).fit(X.astype(np.float32), y)
+    for a, b in zip(kept.coefs_ + kept.intercepts_, copied.coefs_ + copied.intercepts_):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    assert kept.loss_curve_ == copied.loss_curve_
+
+
 def test_sparse_input_gives_the_dense_result():
     X, y = _data("multiclass")
     X[np.abs(X) < 0.8] = 0.0
