@@ -21,8 +21,10 @@ torch-style ones in ways one fixed setting cannot absorb.
 The forward pass, backpropagation and penalty are fastbp's own kernels (fastbp._kernels.cpu.steps).
 
 Precision: the sgd and adam solvers compute in float32 unless dtype="float64" (or dtype=None,
-scikit-learn's rule: float64 unless X is float32); lbfgs always in float64. Sparse X is accepted, as
-scikit-learn does, and made dense (the kernels are dense).
+scikit-learn's rule: float64 unless X is float32); lbfgs always in float64. A dense float X is
+trained on in its own dtype, each batch converted as it is copied in (no whole copy of float64 data
+for the float32 default). Sparse X is accepted, as scikit-learn does, and made dense (the kernels
+are dense).
 """
 
 from __future__ import annotations
