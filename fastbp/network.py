@@ -314,23 +314,23 @@ class Sequential:
         cross-entropy losses); a host array on either device. On the CPU a C-ordered float32 or
         float64 X is read where it lies, block by block, each block converted to the network's
         dtype."""
-        if self._cuda is None:
-            X = check_features(X, self.n_features, self.dtype, keep_float=True)
-        else:
-            X = cuda_mod.checks(self)[0](X, self.n_features, self.dtype)
-        return self._forward_checked(X)
+        return self._forward_checked(self._features(X, keep_float=True))
+
+    def _features(self, X, keep_float: bool = False):
+        """X validated for this network and its device. keep_float (fit, forward, evaluate; on the
+        CPU only, where the GPU stages X in the network's dtype): a C-contiguous float32 or float64
+        X is kept in its own dtype, uncopied (the training loops convert each batch, or sample, as
+        they read it; _forward_checked each block)."""
+        if keep_float and self._cuda is None:
+            return check_features(X, self.n_features, self.dtype, keep_float=True)
+        return cuda_mod.checks(self)[0](X, self.n_features, self.dtype)
 
     def _checked(self, X, y, sample_weight, keep_float: bool = False):
-        """(X, Y, weights) validated for this network and its device. keep_float (fit and evaluate,
-        on the CPU): a C-contiguous float32 or float64 X is kept in its own dtype, uncopied (the
-        training loops convert each batch, or sample, as they read it; _forward_checked each block).
+        """(X, Y, weights) validated for this network and its device; keep_float as in _features.
         Targets are always converted: they are small next to X, and each dtype kept would be one
         more compiled version of the loops."""
-        check_x, check_y, check_w = cuda_mod.checks(self)
-        if keep_float and self._cuda is None:
-            X = check_x(X, self.n_features, self.dtype, keep_float=True)
-        else:
-            X = check_x(X, self.n_features, self.dtype)
+        _, check_y, check_w = cuda_mod.checks(self)
+        X = self._features(X, keep_float)
         Y = check_y(y, self.loss, X.shape[0], self.n_outputs, self.dtype)
         return X, Y, check_w(sample_weight, X.shape[0], self.dtype)
 

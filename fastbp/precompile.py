@@ -21,6 +21,11 @@ import numpy as np
 DTYPES = ("float32", "float64")
 
 
+def _other_dtype(dtype) -> str:
+    """The float dtype that is not `dtype`: fit and the drop-ins train on data of either."""
+    return "float64" if np.dtype(dtype) == np.float32 else "float32"
+
+
 def _tiny_data(dtype):
     rng = np.random.default_rng(0)
     return rng.normal(size=(8, 3)).astype(dtype), rng.integers(0, 2, size=8)
@@ -45,7 +50,7 @@ def _network_parts(dtype) -> None:
     steps.dropout_address(dtype)
     X, y = _tiny_data(dtype)
     net = Sequential(layers.Dense(3, 4), layers.ReLU(), layers.Dense(4, 2), loss="cross_entropy", dtype=dtype)
-    other = "float64" if np.dtype(dtype) == np.float32 else "float32"
+    other = _other_dtype(dtype)
     for data in (X, X.astype(other)):  # fit trains on data of either float dtype where it lies
         net.fit(data, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop
         net.fit(data, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)  # the batch-1 loop
@@ -59,7 +64,7 @@ def _sklearn_parts(dtype) -> None:
     from fastbp.sklearn import MLPClassifier, MLPRegressor
 
     X, y = _tiny_data(dtype)
-    other = "float64" if np.dtype(dtype) == np.float32 else "float32"
+    other = _other_dtype(dtype)
     for solver in ("adam", "lbfgs"):  # sgd runs the same compiled epoch as adam
         for estimator in (MLPClassifier, MLPRegressor):
             model = estimator(hidden_layer_sizes=(4,), solver=solver, max_iter=2, dtype=dtype, random_state=0)

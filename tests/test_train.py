@@ -431,3 +431,21 @@ def test_fit_on_data_of_the_other_float_dtype_equals_fit_on_converted_data(
         expected_params, expected_history = trained(X.astype(net_dtype), Y.astype(net_dtype), **kwargs)
         np.testing.assert_array_equal(params, expected_params)
         assert history == expected_history
+
+
+def test_batch_one_loop_refuses_a_workspace_without_its_conversion_rows():
+    """The batch-1 loop converts samples of another dtype into two workspace rows; given one (a
+    caller sizing the workspace by the batch alone), it says so instead of writing past the input
+    region. fit sizes it for two."""
+    from fastbp._kernels.cpu.train import train_steps
+
+    net = fb.Sequential(fb.Dense(3, 4), fb.Tanh(), fb.Dense(4, 2), loss="cross_entropy", seed=0)
+    X = np.random.default_rng(0).normal(size=(4, 3))  # float64 for the float32 network
+    Y = np.zeros((4, 1), np.float32)
+    kind, slots, scalars, hyper = fb.optim.SGD(lr=0.1).prepare(net.params)
+    ws, before = net._workspace_for(1), net.params.copy()
+    with pytest.raises(ValueError, match="two rows"):
+        train_steps(net._li, net._lf, net._gu, net.loss.code, 0.0, 0.0, 0.0, net.params, net.grads, ws, X, Y,
+                    np.zeros(0, np.float32), np.arange(4), 1, 0, 4, np.full(4, 0.1), kind, slots, scalars,
+                    hyper, 0, 0, 0.0, np.zeros(4), np.zeros(4, np.int64))  # fmt: skip
+    np.testing.assert_array_equal(net.params, before)

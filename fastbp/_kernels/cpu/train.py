@@ -88,6 +88,9 @@ def train_steps(
     Returns the number of batches done: fewer than n_batches when a loss came out non-finite, in which
     case that batch made no update."""
     loop = loop_for(li, batch_size)
+    if loop is online_steps and X.dtype != params.dtype and ws.size // gu[P.TOTAL_UNITS] < 2:
+        # It converts each sample into one of two rows of the input region (see online_steps).
+        raise ValueError("the batch-1 loop on data of another dtype needs a workspace of two rows or more")
     return loop(
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
         batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm,
