@@ -73,7 +73,19 @@ class _KernelSourcesStamp:
     def from_function(cls, py_func, py_file):
         if not _covered(py_file):
             return None
-        return super().from_function(py_func, py_file)
+        locator = super().from_function(py_func, py_file)
+        if locator is not None and not os.path.abspath(py_file).startswith(PACKAGE + os.sep):
+            locator._module = py_func.__module__
+        return locator
+
+    def get_disambiguator(self):
+        """Numba's (the line number), and for a script of the tests or bench folders the name of
+        the module it was loaded as. Numba's cached code names that module and imports it again to
+        load: a bench script cached when a test loaded it as `fastbp_bench_x` then failed to run as
+        `python bench/x.py` (ModuleNotFoundError), and the other way round would load the script's
+        globals from the wrong module. fastbp's own modules have one name each."""
+        module = getattr(self, "_module", None)
+        return super().get_disambiguator() + (f"-{module}" if module else "")
 
 
 class UserProvidedLocator(_KernelSourcesStamp, caching.UserProvidedCacheLocator):
