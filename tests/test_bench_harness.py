@@ -291,3 +291,96 @@ def test_step_parts_calls_do_the_same_work_directly_and_through_the_address():
     Z = Z0.copy()
     parts._activation_calls(True, False, 1, fns, Z, bias, G0.copy())
     np.testing.assert_allclose(Z, np.maximum(Z0 + bias, 0), rtol=1e-15)
+
+
+def test_targets_verdicts_follow_the_bounds():
+    targets = _load("targets")
+    # reached, needed, bound on one core, bound on two cores
+    assert targets.verdict(300, 300, 100, 100) == "met"
+    assert targets.verdict(200, 300, 250, 290) == "bound below"
+    assert targets.verdict(200, 300, 250, 400) == "bound below on 1 core"
+    assert targets.verdict(200, 300, 350, 400) == "headroom"
+    # A bound fastbp already reaches (or none) proves nothing.
+    assert targets.verdict(200, 300, 150, 400) == "no bound"
+    assert targets.verdict(200, 300, None, None) == "no bound"
+    # extra, pass / SGD step on one core, on two
+    assert targets.adam_verdict(0.15, 0.5, 0.25) == "met"
+    assert targets.adam_verdict(0.30, 0.40, 0.20) == "bound below"
+    assert targets.adam_verdict(0.30, 0.20, 0.10) == "bound below on 1 core"
+    assert targets.adam_verdict(0.30, 0.10, 0.05) == "headroom"
+    assert [targets.target_of(b) for b in (1, 8, 16, 64, 128, 256)] == [
+        ("batch 1", 3.0),
+        None,
+        ("batch 16-64", 1.5),
+        ("batch 16-64", 1.5),
+        None,
+        ("batch >= 256", 1.1),
+    ]
+
+
+def _row(optimizer, batch, rates, limit):
+    return {"net": "n", "optimizer": optimizer, "batch": batch, "samples_per_s": rates, "gemm_limit": limit}
+
+
+def test_targets_check_computes_needs_bounds_and_adams_extra():
+    targets = _load("targets")
+    result = {
+        "results": [
+            # At batch 1 the NumPy reference is no rival (the target names torch and jax).
+            _row("sgd", 1, {"fastbp": 90.0, "reference": 500.0, "torch": 10.0, "jax": 40.0}, 5.0),
+            _row("adam", 1, {"fastbp": 8.0, "torch": 10.0, "jax": 20.0}, 5.0),
+            # fastbp's SGD step (160/s) beats the products (100/s): it stands in for them.
+            _row("sgd", 16, {"fastbp": 160.0, "reference": 50.0, "jax-scan": 90.0, "jax": 90.0}, 100.0),
+            _row("adam", 16, {"fastbp": 75.0, "reference": 50.0, "jax": 60.0}, 100.0),
+            _row("sgd", 256, {"fastbp": 950.0, "reference": 920.0}, 1000.0),
+            # fastbp (120/s) already beats the products (100/s): they bound nothing here.
+            _row("sgd", 64, {"fastbp": 120.0, "jax": 90.0}, 100.0),
+        ]
+    }
+    parts = {"n": {"parameters": 10, "adam_pass_s": 0.1, "w0_update_s": 0.005}}
+    checked = targets.check(result, parts)
+    speed = {(e["optimizer"], e["batch"]): e for e in checked["speed"]}
+    sgd1 = speed[("sgd", 1)]
+    assert (sgd1["rival"], sgd1["needed"], sgd1["verdict"]) == ("jax", 120.0, "headroom")
+    assert sgd1["bound"] == pytest.approx(200.0) and sgd1["bound_two_cores"] == pytest.approx(400.0)
+    adam1 = speed[("adam", 1)]  # needs 60/s, the pass alone allows 10/s (20/s on two cores)
+    assert (adam1["needed"], adam1["bound"], adam1["verdict"]) == (60.0, pytest.approx(10.0), "bound below")
+    assert speed[("sgd", 16)]["verdict"] == "met" and speed[("sgd", 16)]["rival"] == "jax"
+    adam16 = speed[("adam", 16)]  # rest = 16 / 160 = 0.1 s; + 0.1 s pass: 80/s, 106.7/s on two cores
+    assert adam16["bound"] == pytest.approx(80.0) and adam16["bound_two_cores"] == pytest.approx(16 / 0.15)
+    assert (adam16["needed"], adam16["verdict"]) == (90.0, "bound below on 1 core")
+    sgd256 = speed[("sgd", 256)]
+    assert sgd256["share"] == pytest.approx(0.95) and sgd256["share_verdict"] == "met"
+    assert sgd256["verdict"] == "bound below"  # needs 1012/s; the products allow 1000, fastbp 950
+    assert speed[("sgd", 64)]["verdict"] == "no bound"
+    (extra,) = checked["adam"]
+    assert extra["extra"] == pytest.approx(160 / 75 - 1) and extra["floor"] == pytest.approx(1.0)
+    assert extra["verdict"] == "bound below"
+    summary = targets.summary(checked)
+    assert "- batch 1: >= 3x: 1 headroom, 1 bound below (of 2)" in summary
+    assert "- batch 16-64: >= 1.5x: 1 met, 1 bound below on 1 core, 1 no bound (of 3)" in summary
+    assert "- Adam <= 15% over SGD: 1 bound below (of 1)" in summary
+
+
+def test_targets_main_runs_peers_and_the_parts_and_writes_json(tmp_path, capsys):
+    targets = _load("targets")
+    before = fb.get_num_threads()
+    path = tmp_path / "targets.json"
+    try:
+        targets.main(
+            ["--nets", "small", "--batches", "1,16", "--peers", "fastbp,reference", "--repeats", "1"]
+            + ["--rows", "64", "--threads", "1", "--json", str(path)]
+        )
+    finally:
+        fb.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert "parts alone (one core): small 17,226 parameters, Adam pass" in out
+    assert "W0 update" in out
+    assert "- batch 16-64: >= 1.5x:" in out and "- Adam <= 15% over SGD:" in out
+    saved = json.loads(path.read_text())
+    assert len(saved["checked"]["speed"]) == 2 and len(saved["checked"]["adam"]) == 1
+    # Batch 1 has no rival here (torch and jax left out): its rows are skipped, not failed.
+    assert {e["batch"] for e in saved["checked"]["speed"]} == {16}
+    for argv in (["--nets", "huge"], ["--repeats", "0"], ["--peers", "reference"]):
+        with pytest.raises(SystemExit):
+            targets.main(argv)
