@@ -26,7 +26,7 @@ _CACHE_LINE = 64
 
 
 @intrinsic
-def _prefetch_row(typingctx, src, row):
+def prefetch_row(typingctx, src, row):
     """Ask the CPU to bring row `row` of the 2-D array src into its caches: one prefetch per cache
     line of the row's bytes from its first element. A hint only: nothing is read or written, and
     for rows that are not contiguous it covers other bytes, which costs a little and breaks nothing."""
@@ -63,10 +63,10 @@ def gather_rows(src, index, lo, hi, dst):
     n = hi - lo
     ahead = PREFETCH_AHEAD if src.size * src.itemsize >= PREFETCH_MIN_BYTES else 0
     for i in range(min(ahead, n)):
-        _prefetch_row(src, index[lo + i])
+        prefetch_row(src, index[lo + i])
     for i in range(n):
         if i + ahead < n and ahead > 0:
-            _prefetch_row(src, index[lo + i + ahead])
+            prefetch_row(src, index[lo + i + ahead])
         source = index[lo + i]
         for j in range(cols):
             dst[i, j] = src[source, j]
@@ -91,5 +91,5 @@ def gather_values(src, index, lo, hi, dst):
 
 if numba.config.DISABLE_JIT:  # plain Python: the intrinsic cannot run, and a hint changes nothing
 
-    def _prefetch_row(src, row):  # noqa: F811
+    def prefetch_row(src, row):  # noqa: F811
         pass

@@ -13,6 +13,7 @@ import numpy as np
 
 from fastbp._kernels import plan as P
 from fastbp._kernels.cpu import blas, losses, optim
+from fastbp._kernels.cpu.batch import prefetch_row
 from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad_at
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward, sample_row
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_at
@@ -229,6 +230,11 @@ def online_steps(
     pending_lr = 0.0
     for k in range(n_batches):
         source = perm[first_batch + k]
+        if k + 1 < n_batches:
+            # The next sample's row, fetched while this step runs: samples come in random order, and
+            # waiting for each row's first touch cost 1.2-1.4x (MLP, small and deep nets; one row
+            # from a 2048-row X, bench/runs/2026-12-01b/batch1_prefetch.txt).
+            prefetch_row(X, perm[first_batch + k + 1])
         Xb = sample_row(X_flat, source, n_in, ws, spares + (k % 2) * n_in)
         Yb = raw_view(Y_flat, source * n_y, (1, n_y))
         Wb = raw_view(sample_weight, source, (1,)) if weighted else sample_weight
