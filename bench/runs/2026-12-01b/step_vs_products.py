@@ -29,7 +29,7 @@ from fastbp._kernels.cpu.steps import (  # noqa: E402
     gather_batch,
     output_delta,
 )
-from fastbp._kernels.jit import TRUE, njit  # noqa: E402
+from fastbp._kernels.jit import TRUE, ZERO, njit  # noqa: E402
 
 GATHER, FORWARD, LOSS, STEP = range(4)
 
@@ -45,7 +45,7 @@ def steps_up_to(li, lf, gu, params, grads, ws, X, Y, perm, batch, steps, stop, l
         if stop == GATHER:
             total += Xb[0, 0]
             continue
-        out = forward(li, lf, gu, params, ws, Xb, batch, TRUE, 0, k)
+        out = forward(li, lf, gu, params, ws, Xb, batch, TRUE, ZERO, k)  # no literal: see jit.TRUE
         if stop == FORWARD:
             total += out[0, 0]
             continue
