@@ -173,36 +173,56 @@ def _rate(value) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def speed_table(checked: dict) -> str:
+def _markdown(headers: list[str], align: str, rows: list[list[str]]) -> str:
+    """A markdown table: `align` holds one character per column, l (left) or r (right)."""
     lines = [
-        "| net | optimizer | batch | fastbp | rival | fastbp / rival | target | needed | bound "
-        "| bound, 2 cores | verdict | fastbp / products (>= 90%) |",
-        "|---|---|--:|--:|---|--:|--:|--:|--:|--:|---|---|",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if a == "l" else "--:" for a in align) + "|",
     ]
-    for e in checked["speed"]:
-        share = f"{e['share']:.0%}: {e['share_verdict']}" if "share" in e else "-"
-        lines.append(
-            f"| {e['net']} | {e['optimizer']} | {e['batch']} | {_rate(e['fastbp'])} | {e['rival']} "
-            f"{_rate(e['rival_rate'])} | {e['ratio']:.2f} | {TARGETS[e['target']]:.1f}x "
-            f"| {_rate(e['needed'])} | {_rate(e['bound'])} | {_rate(e['bound_two_cores'])} | {e['verdict']} "
-            f"| {share} |"
-        )
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+def speed_table(checked: dict) -> str:
+    headers = ["net", "optimizer", "batch", "fastbp", "rival", "fastbp / rival", "target", "needed", "bound"]
+    headers += ["bound, 2 cores", "verdict", "fastbp / products (>= 90%)"]
+    rows = [
+        [
+            e["net"],
+            e["optimizer"],
+            str(e["batch"]),
+            _rate(e["fastbp"]),
+            f"{e['rival']} {_rate(e['rival_rate'])}",
+            f"{e['ratio']:.2f}",
+            f"{TARGETS[e['target']]:.1f}x",
+            _rate(e["needed"]),
+            _rate(e["bound"]),
+            _rate(e["bound_two_cores"]),
+            e["verdict"],
+            f"{e['share']:.0%}: {e['share_verdict']}" if "share" in e else "-",
+        ]
+        for e in checked["speed"]
+    ]
+    return _markdown(headers, "llrrlrrrrrll", rows)
 
 
 def adam_table(checked: dict) -> str:
-    lines = [
-        "| net | batch | SGD step (us) | Adam step (us) | Adam extra | pass alone (us) | pass / SGD step "
-        "| on 2 cores | verdict |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    headers = ["net", "batch", "SGD step (us)", "Adam step (us)", "Adam extra", "pass alone (us)"]
+    headers += ["pass / SGD step", "on 2 cores", "verdict"]
+    rows = [
+        [
+            e["net"],
+            str(e["batch"]),
+            f"{e['sgd_step_s'] * 1e6:,.1f}",
+            f"{e['adam_step_s'] * 1e6:,.1f}",
+            f"{e['extra']:+.0%}",
+            f"{e['pass_s'] * 1e6:,.1f}",
+            f"{e['floor']:.0%}",
+            f"{e['floor_two_cores']:.0%}",
+            e["verdict"],
+        ]
+        for e in checked["adam"]
     ]
-    for e in checked["adam"]:
-        lines.append(
-            f"| {e['net']} | {e['batch']} | {e['sgd_step_s'] * 1e6:,.1f} | {e['adam_step_s'] * 1e6:,.1f} "
-            f"| {e['extra']:+.0%} | {e['pass_s'] * 1e6:,.1f} | {e['floor']:.0%} | {e['floor_two_cores']:.0%} "
-            f"| {e['verdict']} |"
-        )
-    return "\n".join(lines)
+    return _markdown(headers, "lrrrrrrrl", rows)
 
 
 def summary(checked: dict) -> str:
