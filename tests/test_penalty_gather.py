@@ -233,3 +233,54 @@ def test_minibatch_fit_equals_manual_steps(weighted):
 
     a, b = fit_and_replay(make, lambda: fb.optim.SGD(lr=0.05), X, y, w, batch_size=8)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
+
+
+def _batch_of(net, X, perm, start, rows):
+    """steps.gather_batch for a network's plan: the batch's X view and the workspace it used."""
+    from fastbp._kernels.cpu.steps import gather_batch
+
+    ws = net._workspace_for(rows)
+    Y = np.zeros((len(X), 1), net.dtype)
+    Xb, _, _ = gather_batch(net._li, net._gu, ws, X, Y, np.empty(0, net.dtype), perm, start, rows)
+    return Xb, ws
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="views: needs the JIT")
+def test_a_batch_of_consecutive_rows_is_read_where_it_lies(rng):
+    """Rows in order (fit without shuffling, or one batch of every row) of an X in the network's
+    dtype are a view of X, not a copy in the workspace; shuffled rows, rows of another dtype, and
+    rows that only look consecutive at their ends are gathered."""
+    net = fb.Sequential(fb.Dense(7, 5), fb.ReLU(), fb.Dense(5, 3), loss="cross_entropy", seed=0)
+    X = rng.normal(size=(100, 7)).astype(np.float32)
+    Xb, _ = _batch_of(net, X, np.arange(100), 40, 16)
+    assert _address(Xb) == _address(X) + 40 * 7 * 4
+    np.testing.assert_array_equal(Xb, X[40:56])
+    ends_only = np.arange(100)
+    ends_only[[45, 46]] = ends_only[[46, 45]]  # perm[40] + 15 == perm[55] still
+    for X_, perm in ((X, rng.permutation(100)), (X.astype(np.float64), np.arange(100)), (X, ends_only)):
+        Xb, ws = _batch_of(net, X_, perm, 40, 16)
+        assert _address(ws) <= _address(Xb) < _address(ws) + ws.nbytes
+        np.testing.assert_array_equal(Xb, X[perm[40:56]])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("batch", [32, 200])
+def test_training_on_rows_in_place_equals_training_on_gathered_rows(optimizer, batch, rng):
+    """Unshuffled float32 data (read in place) against its float64 copy (gathered, converted as it
+    is copied): the same float32 values reach the step, so the same parameters, bit for bit. Also
+    for read-only data (np.load with mmap_mode='r')."""
+    X = rng.normal(size=(200, 7)).astype(np.float32)
+    y = rng.integers(0, 3, 200)
+    read_only = X.copy()
+    read_only.setflags(write=False)
+    params = []
+    for data in (X, X.astype(np.float64), read_only):
+        net = fb.Sequential(fb.Dense(7, 16), fb.ReLU(), fb.Dense(16, 3), loss="cross_entropy", seed=0)
+        net.fit(data, y, epochs=3, batch_size=batch, shuffle=False, optimizer=optimizer, verbose=0)
+        params.append(net.params.copy())
+    np.testing.assert_array_equal(params[0], params[1])
+    np.testing.assert_array_equal(params[0], params[2])

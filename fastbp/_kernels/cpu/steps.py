@@ -38,13 +38,45 @@ def counted_region(ws, capacity, unit, rows, cols):
 
 
 @njit(inline="always")
+def consecutive(perm, start, rows):
+    """Whether perm[start : start + rows] counts up by one (data in its own order: fit without
+    shuffling, or one batch holding every row). Stops at the first step that does not: one
+    comparison for a shuffled batch."""
+    first = perm[start]
+    for i in range(1, rows):
+        if perm[start + i] != first + i:
+            return False
+    return True
+
+
+def rows_in_place(X, first, rows, ws):
+    """(True, rows first .. first + rows - 1 of X as a view) where X has the workspace's dtype, so
+    that a batch of consecutive rows is read where it lies; (False, an empty view) otherwise."""
+    if X.dtype == ws.dtype:
+        return True, X[first : first + rows]
+    return False, ws[:0].reshape(0, X.shape[1])
+
+
+@overload(rows_in_place, inline="always")
+def _rows_in_place_compiled(X, first, rows, ws):
+    if X.dtype != ws.dtype or X.layout != "C":
+        return lambda X, first, rows, ws: (False, raw_view(ws, 0, (0, X.shape[1])))
+    # Uncounted like the workspace's regions (views.py); raw_view's type is that of a region.
+    return lambda X, first, rows, ws: (True, raw_view(X.reshape(-1), first * X.shape[1], (rows, X.shape[1])))
+
+
+@njit(inline="always")
 def gather_batch(li, gu, ws, X, Y, sample_weight, perm, start, rows):
     """Copy the rows perm[start : start + rows] of X, Y and sample_weight (empty: unweighted) into
-    their workspace regions; returns the views (Xb, Yb, Wb). Wb is sample_weight itself when empty."""
+    their workspace regions; returns the views (Xb, Yb, Wb). Wb is sample_weight itself when empty.
+    Consecutive rows of an X in the workspace's dtype are not copied: Xb is then a view of X (read
+    only by the step: no layer writes its input)."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
-    Xb = region(ws, capacity, gu[P.IN_UNIT], rows, li[0, P.N_IN])
     Yb = region(ws, capacity, gu[P.Y_UNIT], rows, Y.shape[1])
-    gather_rows(X, perm, start, start + rows, Xb)
+    in_place, Xb = rows_in_place(X, perm[start], rows, ws)
+    if not (in_place and consecutive(perm, start, rows)):
+        Xb = region(ws, capacity, gu[P.IN_UNIT], rows, li[0, P.N_IN])
+        gather_rows(X, perm, start, start + rows, Xb)
     gather_rows(Y, perm, start, start + rows, Yb)
     if sample_weight.size == 0:
         return Xb, Yb, sample_weight
