@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
-from adam_cost import AdamPass  # noqa: E402
+from adam_cost import AdamPass, make_net  # noqa: E402
 from batch1_floor import update_alone_us  # noqa: E402
 
 TARGETS = {"batch 1": 3.0, "batch 16-64": 1.5, "batch >= 256": 1.1}
@@ -101,7 +101,7 @@ def measure_parts(nets: dict, batches, repeats: int) -> dict:
     """The parts timed alone, per net: parameter count, best Adam pass (s), W0 update (s)."""
     parts = {}
     for name, widths in nets.items():
-        n_params = sum(n_in * n_out + n_out for n_in, n_out in zip(widths[:-1], widths[1:]))
+        n_params = make_net(widths).params.size
         adam = AdamPass(n_params)
         adam.best_of(10)  # compile or load, warm up
         best_pass = min(adam.best_of(300) for _ in range(repeats))

@@ -62,7 +62,7 @@ from fastbp._kernels import plan as P
 from fastbp._kernels.cache import will_compile
 from fastbp._kernels.cpu.batch import copy_rows
 from fastbp._kernels.cpu.fastmath import fast_exp
-from fastbp._kernels.cpu.steps import backward, forward, gather_batch, output_delta, region
+from fastbp._kernels.cpu.steps import backward, forward, gather_batch, output_delta, region, rows_in_place
 from fastbp._kernels.jit import FALSE, ZERO, njit
 from fastbp.network import Sequential
 from fastbp.train import COMPILE_NOTICE
@@ -301,9 +301,13 @@ def loss_and_gradient(li, lf, gu, kind, clip, alpha, params, grads, total, ws, X
     data = 0.0
     for start in range(0, n, capacity):
         rows = min(capacity, n - start)
-        Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
         Yb = region(ws, capacity, gu[P.Y_UNIT], rows, k)
-        copy_rows(X, start, Xb)
+        # The block's rows are consecutive: read in place where X has the workspace's dtype, as
+        # fit's batches are (steps.gather_batch); copied, and converted, otherwise.
+        in_place, Xb = rows_in_place(X, start, rows, ws)
+        if not in_place:
+            Xb = region(ws, capacity, gu[P.IN_UNIT], rows, n_in)
+            copy_rows(X, start, Xb)
         copy_rows(Y, start, Yb)
         Wb = sample_weight[start : start + rows] if weighted else sample_weight
         out = forward(li, lf, gu, params, ws, Xb, rows, FALSE, ZERO, ZERO)

@@ -202,6 +202,29 @@ def test_float64_data_in_float32_trains_as_its_float32_copy(solver, early_stoppi
     assert kept.loss_curve_ == copied.loss_curve_
 
 
+def test_lbfgs_reads_float64_blocks_in_place_as_it_converts_float32_ones(monkeypatch):
+    """L-BFGS computes in float64: float64 X is read block by block where it lies, float32 X copied
+    and converted per block. From the same weights (warm start: the initial draw follows X's dtype,
+    as scikit-learn's does), with the same values and blocks smaller than X (three of 64 rows), the
+    same weights bit for bit."""
+    from fastbp import sklearn as drop_in
+
+    monkeypatch.setattr(drop_in, "_LBFGS_BLOCK", 64)
+    X, y = _data("multiclass", rows=150)
+    X = X.astype(np.float32)
+    models = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for data in (X.astype(np.float64), X):
+            model = MLPClassifier(solver="lbfgs", random_state=0, max_iter=1, warm_start=True)
+            model.fit(X.astype(np.float64), y)  # the same float64 initial weights for both
+            models.append(model.set_params(max_iter=15).fit(data, y))
+    in_place, converted = models
+    for a, b in zip(in_place.coefs_ + in_place.intercepts_, converted.coefs_ + converted.intercepts_):
+        assert a.dtype == np.float64
+        np.testing.assert_array_equal(a, b)
+
+
 def test_sparse_input_gives_the_dense_result():
     X, y = _data("multiclass")
     X[np.abs(X) < 0.8] = 0.0

@@ -232,8 +232,8 @@ def online_steps(
         source = perm[first_batch + k]
         if k + 1 < n_batches:
             # The next sample's row, fetched while this step runs: samples come in random order, and
-            # waiting for each row's first touch cost 1.2-1.4x (MLP, small and deep nets; one row
-            # from a 2048-row X, bench/runs/2026-12-01b/batch1_prefetch.txt).
+            # each step waited for its row. Fitting 2048 rows with it: SGD 1.07-1.35x, Adam
+            # 1.01-1.17x (MLP, small and deep nets; bench/runs/2026-12-01b/batch1_prefetch.txt).
             prefetch_row(X, perm[first_batch + k + 1])
         Xb = sample_row(X_flat, source, n_in, ws, spares + (k % 2) * n_in)
         Yb = raw_view(Y_flat, source * n_y, (1, n_y))
