@@ -15,7 +15,7 @@ import numpy as np
 from fastbp import cuda as cuda_mod
 from fastbp import optim as optim_mod
 from fastbp._kernels.cache import will_compile
-from fastbp._kernels.cpu.train import entry_addresses, loop_for, train_steps
+from fastbp._kernels.cpu.train import first_call, train_steps
 from fastbp.callbacks import TrainingState, check_callbacks
 
 CHUNK_SECONDS = 0.1
@@ -296,11 +296,7 @@ def fit(
                     # Only with verbose: typing the loop's 31 arguments to ask Numba's cache cost
                     # each fit call 0.3-1 ms (a quarter of a one-batch fit of the small net).
                     if verbose and gpu is None and epoch == 0 and done == 0:
-                        loop = loop_for(net._li, batch)
-                        entries = entry_addresses(
-                            loop, net.loss.code, kind, hyper, *args[5:7], max_norm, net.dtype
-                        )
-                        if will_compile(loop, args + entries):
+                        if will_compile(*first_call(*args)):
                             progress.note(COMPILE_NOTICE.format(dtype=np.dtype(net.dtype).name))
                     ran = steps(*args)
                     elapsed = time.perf_counter() - tick

@@ -66,14 +66,18 @@ def test_no_numba_allocation_inside_training_steps():
     code = """
         import numpy as np, fastbp as fb
         from numba.core.runtime import rtsys
+        from fastbp._kernels.cpu import online_pair
         from fastbp._kernels.cpu.train import train_steps
+        online_pair.threads.get_num_threads = lambda: 2
         rng = np.random.default_rng(0)
         X = rng.normal(size=(400, 6)).astype(np.float32)
         Y = rng.integers(0, 3, size=(400, 1)).astype(np.float32)
-        cases = [(32, [fb.Dense(6, 16), fb.ReLU(), fb.Dropout(0.1), fb.Dense(16, 3)], "adam"),
-                 (1, [fb.Dense(6, 16), fb.GELU(), fb.Dense(16, 3)], "sgd"),
-                 (1, [fb.Dense(6, 16), fb.Tanh(), fb.Dense(16, 3)], "adam")]
-        for batch, layers, name in cases:
+        one, two = 10**12, 0  # online_pair.MIN_PARAMETERS: the one-worker or the two-worker loop
+        cases = [(32, [fb.Dense(6, 16), fb.ReLU(), fb.Dropout(0.1), fb.Dense(16, 3)], "adam", one),
+                 (1, [fb.Dense(6, 16), fb.GELU(), fb.Dense(16, 3)], "sgd", one),
+                 (1, [fb.Dense(6, 16), fb.Tanh(), fb.Dense(16, 3)], "adam", one),
+                 (1, [fb.Dense(6, 16), fb.ReLU(), fb.Dense(16, 3)], "sgd", two)]
+        for batch, layers, name, online_pair.MIN_PARAMETERS in cases:
             net = fb.Sequential(*layers, loss="cross_entropy", seed=0)
             net.forward(X[:2])  # starts Numba's runtime, whose counters the test reads
             opt = fb.optim.get(name, lr=1e-3)
@@ -96,7 +100,7 @@ def test_no_numba_allocation_inside_training_steps():
     result = _run(code, NUMBA_NRT_STATS="1")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     for line in lines:
         _, _, one, many = line.split()
         assert one == many, f"NRT allocations grow with the number of steps: {line}"

@@ -246,6 +246,7 @@ def test_a_fit_that_must_compile_says_so_first(compiles, capsys, monkeypatch):
     """The notice comes once, before the first chunk, only when the compiled loop is neither in
     memory nor in the cache (fastbp._kernels.cache.will_compile), and never with verbose=0."""
     from fastbp import train
+    from fastbp._kernels.cpu.train import loop_for
 
     asked = []
 
@@ -257,7 +258,7 @@ def test_a_fit_that_must_compile_says_so_first(compiles, capsys, monkeypatch):
     X, y = spirals(50)
     small_net().fit(X, y, epochs=2, batch_size=8, verbose=2)
     err = capsys.readouterr().err
-    loop = train.loop_for(small_net()._li, 8)
+    loop = loop_for(small_net()._li, 8)
     # Asked with every argument the loop takes (train_steps' and the entries' addresses after them).
     assert asked == [(loop, len(inspect.signature(loop.py_func).parameters))]
     assert err.count("compiling the training kernels for float32") == (1 if compiles else 0)

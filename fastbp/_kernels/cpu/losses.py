@@ -243,3 +243,23 @@ def loss_value(code, param, out, Y, weights):
     if code == SOFTMAX_CROSS_ENTROPY:
         return total / w_sum
     return total / (w_sum * cols)
+
+
+@njit(inline="always")
+def count_correct(loss_code, out, Y):
+    """Rows classified right: argmax == label (softmax CE), else every (out > 0) == (y > 0.5)."""
+    rows, cols = out.shape
+    correct = 0
+    for i in range(rows):
+        if loss_code == SOFTMAX_CROSS_ENTROPY:
+            best = 0
+            for j in range(1, cols):
+                if out[i, j] > out[i, best]:
+                    best = j
+            correct += best == int(Y[i, 0])
+        else:
+            ok = True
+            for j in range(cols):
+                ok = ok and ((out[i, j] > 0) == (Y[i, j] > 0.5))
+            correct += ok
+    return correct

@@ -160,15 +160,19 @@ def update_and_accumulate_rows(W, d, step, u, a, z):
 def flush_first_layer(li, gu, params, ws, pending_x, pending_lr):
     """Apply a deferred first-layer update now (at the end of a run of steps)."""
     capacity = ws.size // gu[P.TOTAL_UNITS]
-    n_in, n_out = li[0, P.N_IN], li[0, P.N_OUT]
     W, _ = weights(params, li, 0)
-    d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
-    step = params.dtype.type(-pending_lr)
-    for i in range(n_in):
-        scale = step * pending_x[0, i]
+    d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, li[0, P.N_OUT])[0]
+    update_rows(W, d, params.dtype.type(-pending_lr), pending_x[0])
+
+
+@njit
+def update_rows(W, d, step, u):
+    """W[i, :] += step * u[i] * d, rows where u[i] == 0 skipped."""
+    for i in range(W.shape[0]):
+        scale = step * u[i]
         if scale != 0:
             w = W[i]
-            for j in range(n_out):
+            for j in range(W.shape[1]):
                 w[j] += scale * d[j]
 
 

@@ -12,9 +12,9 @@ split (one run each, machine under load; the online kernels share most of their 
 import numpy as np
 
 from fastbp._kernels import plan as P
-from fastbp._kernels.cpu import blas, losses, optim
+from fastbp._kernels.cpu import blas, losses, online_pair, optim
 from fastbp._kernels.cpu.batch import prefetch_row
-from fastbp._kernels.cpu.losses import SOFTMAX_CROSS_ENTROPY, loss_and_output_grad_at
+from fastbp._kernels.cpu.losses import count_correct, loss_and_output_grad_at
 from fastbp._kernels.cpu.online import flush_first_layer, sample_backward, sample_forward, sample_row
 from fastbp._kernels.cpu.optim import SGD, grad_norm, optimizer_step_at
 from fastbp._kernels.cpu.steps import (
@@ -29,26 +29,6 @@ from fastbp._kernels.cpu.steps import (
 )
 from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import TRUE, is_finite, njit
-
-
-@njit(inline="always")
-def count_correct(loss_code, out, Y):
-    """Rows classified right: argmax == label (softmax CE), else every (out > 0) == (y > 0.5)."""
-    rows, cols = out.shape
-    correct = 0
-    for i in range(rows):
-        if loss_code == SOFTMAX_CROSS_ENTROPY:
-            best = 0
-            for j in range(1, cols):
-                if out[i, j] > out[i, best]:
-                    best = j
-            correct += best == int(Y[i, 0])
-        else:
-            ok = True
-            for j in range(cols):
-                ok = ok and ((out[i, j] > 0) == (Y[i, j] > 0.5))
-            correct += ok
-    return correct
 
 
 def train_steps(
@@ -92,12 +72,45 @@ def train_steps(
     if loop is online_steps and X.dtype != params.dtype and ws.size // gu[P.TOTAL_UNITS] < 2:
         # It converts each sample into one of two rows of the input region (see online_steps).
         raise ValueError("the batch-1 loop on data of another dtype needs a workspace of two rows or more")
+    if pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm):
+        return online_pair.train_pair(
+            li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
+            lrs, batch_losses, batch_correct, losses.entry_address(loss_code, params.dtype),
+        )  # fmt: skip
     return loop(
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
         batch_size, first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm,
         batch_losses, batch_correct,
         *entry_addresses(loop, loss_code, kind, hyper, l1, l2, max_norm, params.dtype),
     )  # fmt: skip
+
+
+def pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm) -> bool:
+    """Whether train_steps hands `loop`'s run to the two-worker batch-1 loop (online_pair.py)."""
+    plain = plain_step(kind, hyper, l1, l2, max_norm)
+    return loop is online_steps and plain and online_pair.wanted(li, params)
+
+
+def first_call(
+    li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm, batch_size,
+    first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm, batch_losses,
+    batch_correct,
+):  # fmt: skip
+    """The compiled function train_steps calls with these arguments, and what it passes: for a
+    notice before a call that compiles (fastbp._kernels.cache.will_compile)."""
+    loop = loop_for(li, batch_size)
+    if pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm):
+        first, _, _ = online_pair.worker_arguments(
+            li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
+            lrs, batch_losses, batch_correct, losses.entry_address(loss_code, params.dtype),
+        )  # fmt: skip
+        return online_pair.pair_worker, first
+    args = (
+        li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm, batch_size,
+        first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm, batch_losses,
+        batch_correct,
+    )  # fmt: skip
+    return loop, args + entry_addresses(loop, loss_code, kind, hyper, l1, l2, max_norm, params.dtype)
 
 
 def loop_for(li, batch_size):

@@ -1,0 +1,231 @@
+"""Batch 1 with plain SGD on two cores: the online kernels (online.py) with each layer's W split by
+rows between two workers.
+
+At batch 1 a step is a few passes over W, bound by memory traffic: the MLP's first layer (784 x 256,
+800 KB in float32) does not fit a core's L2 cache and is read and written once a step. Two cores
+each sweeping half of it reach twice the bandwidth. Worker w owns rows [r0, r1) of every layer's W,
+a contiguous block of memory. Split by columns instead (each worker its own cache lines of every
+row), the sweep ran at 0.61x one core's speed at best and 0.15x at worst, the cores' prefetchers
+fetching each other's lines; by rows, 1.97x (bench/runs/2026-12-01c/pair_split.txt). Per sample:
+
+- forward, layer by layer: each worker sums its rows' share of z = a @ W (after applying its rows'
+  deferred first-layer update, as online.py does) into its own exchange buffer; they meet; each adds
+  the two shares, in the same order, into its own workspace and applies bias and activation there.
+  Both workers therefore hold the same activations, the loss and the output delta, computed twice
+  (per unit, not per weight: cheap), and take the same branches.
+- backward: each worker computes the previous layer's delta for its rows of W, W @ d with W as it
+  was, and updates those rows (delta_and_update_rows); they meet; each copies the whole delta.
+  Worker 0 alone updates the biases, after the meeting that follows the layer's sweep (layer 0's at
+  once: nobody reads it until the next sample's meetings).
+
+Meetings per sample: 2 L - 1 for L layers (sync.py; ~20 ns each). Every buffer one worker writes and
+the other reads is read between two meetings and next written only after another, which is why the
+net needs two layers at least. Worker 0 runs in the calling thread, worker 1 in a helper thread;
+both release the GIL. The sums of the two shares round differently from one worker's sum, so a fit
+here and on one thread agree to rounding, not bit for bit; two fits here agree bit for bit.
+"""
+
+import threading
+
+import numba
+import numpy as np
+
+from fastbp import threads
+from fastbp._kernels import plan as P
+from fastbp._kernels.cpu import sync
+from fastbp._kernels.cpu.activations import activation_backward, bias_activation_forward
+from fastbp._kernels.cpu.batch import prefetch_row
+from fastbp._kernels.cpu.losses import count_correct, loss_and_output_grad_at
+from fastbp._kernels.cpu.online import (
+    accumulate_rows,
+    delta_and_update_rows,
+    sample_row,
+    update_and_accumulate_rows,
+    update_rows,
+)
+from fastbp._kernels.cpu.steps import output_delta, region, weights
+from fastbp._kernels.cpu.views import raw_view
+from fastbp._kernels.jit import FALSE, is_finite, njit
+
+# Used from this many parameters on, with two threads or more (fastbp.set_num_threads). Whatever the
+# length of the run (a helper thread starts per run, ~0.1 ms): fit sizes its runs by the clock, and a
+# choice by length would make a fit's result (to rounding) depend on the machine's load. Measured
+# against one worker at batch 1: the MLP of bench/peers.py (235,146 parameters) 1.38x; its small
+# (17,226) and deep (42,250) nets 0.83x and 0.72x, where a step is too short for its meetings.
+MIN_PARAMETERS = 100_000
+
+# Exchange buffer pieces per layer (columns of the offsets array).
+_SHARE0, _SHARE1, _SCRATCH0, _SCRATCH1, _DELTA = range(5)
+_ALIGN = 16  # elements: every piece starts on a 64-byte line in float32 (two lines apart in float64)
+
+
+def wanted(li, params) -> bool:
+    """Whether plain-SGD batch-1 steps of this network take the two-worker loop."""
+    return bool(
+        not numba.config.DISABLE_JIT
+        and li.shape[0] >= 2
+        and params.size >= MIN_PARAMETERS
+        and threads.get_num_threads() >= 2
+    )
+
+
+def exchange_buffers(li, dtype):
+    """The buffer the workers exchange through, and the (n_layers, 5) offsets of its pieces: each
+    worker's share of z, each worker's scratch for the bias gradient, the previous layer's delta."""
+    offsets = np.zeros((li.shape[0], 5), np.int64)
+    size = 0
+    for layer in range(li.shape[0]):
+        n_in, n_out = int(li[layer, P.N_IN]), int(li[layer, P.N_OUT])
+        for piece, n in enumerate((n_out, n_out, n_out, n_out, n_in)):
+            offsets[layer, piece] = size
+            size += -(-n // _ALIGN) * _ALIGN
+    return aligned_zeros(size, dtype), offsets
+
+
+def aligned_zeros(size, dtype):
+    """np.zeros(size, dtype) starting on a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(size + 64 // itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // itemsize
+    return raw[skip : skip + size]
+
+
+def worker_arguments(li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm,
+                     first_batch, n_batches, lrs, batch_losses, batch_correct, loss_fn):  # fmt: skip
+    """pair_worker's arguments for worker 0 (in ws) and worker 1 (in a workspace of its own), and
+    the flags they meet through."""
+    exchange, offsets = exchange_buffers(li, params.dtype)
+    flags = np.zeros(sync.FLAG_WORDS, np.int64)
+    shared = (
+        li, lf, gu, loss_code, loss_param, params, exchange, offsets, flags, X, Y, sample_weight, perm,
+        first_batch, n_batches, lrs, batch_losses, batch_correct, loss_fn,
+    )  # fmt: skip
+    return (0, ws) + shared, (1, aligned_zeros(ws.size, ws.dtype)) + shared, flags
+
+
+def train_pair(*args):
+    """online_steps' plain-SGD run on two workers: online_steps' arguments up to batch_correct (less
+    l1, l2, grads, batch_size, kind and the optimizer's state: plain SGD needs none of them), then the
+    loss's entry; the same return value. Raises what a worker raised (the other is stopped through
+    sync.ABORT, so that neither waits forever)."""
+    first, second, flags = worker_arguments(*args)
+    failures = []
+
+    def partner():
+        try:
+            pair_worker(*second)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            failures.append(exc)
+            flags[sync.ABORT] = 1
+
+    helper = threading.Thread(target=partner, name="fastbp-batch1-partner", daemon=True)
+    helper.start()
+    try:
+        done = pair_worker(*first)
+    except BaseException:
+        flags[sync.ABORT] = 1
+        raise
+    finally:
+        helper.join()
+    if failures:
+        raise failures[0]
+    return done
+
+
+@njit(inline="always")
+def _rows(worker, n):
+    """The rows of an n-row W that `worker` owns."""
+    half = n // 2
+    return (0, half) if worker == 0 else (half, n)
+
+
+@njit
+def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange, offsets, flags, X, Y,
+                sample_weight, perm, first_batch, n_batches, lrs, batch_losses, batch_correct,
+                loss_fn):  # fmt: skip
+    """One of train_pair's two workers, in its own workspace ws. Returns the number of steps done
+    (fewer at a non-finite loss, with that step not taken), or -1 when stopped through sync.ABORT."""
+    t = params.dtype.type
+    capacity = ws.size // gu[P.TOTAL_UNITS]
+    n_layers = li.shape[0]
+    X_flat, Y_flat = X.reshape(-1), Y.reshape(-1)
+    n_in, n_y = X.shape[1], Y.shape[1]
+    spares = capacity * gu[P.IN_UNIT]  # samples of another dtype are converted here (online_steps)
+    weighted = sample_weight.size > 0
+    meeting = 0
+    pending_x = sample_row(X_flat, 0, n_in, ws, spares + n_in)
+    pending_step = t(0)
+    for k in range(n_batches):
+        source = perm[first_batch + k]
+        if k + 1 < n_batches:
+            prefetch_row(X, perm[first_batch + k + 1])
+        x = sample_row(X_flat, source, n_in, ws, spares + (k % 2) * n_in)
+        Yb = raw_view(Y_flat, source * n_y, (1, n_y))
+        Wb = raw_view(sample_weight, source, (1,)) if weighted else sample_weight
+        a = x[0]
+        for layer in range(n_layers):
+            rows_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
+            r0, r1 = _rows(worker, rows_in)
+            W = raw_view(params, li[layer, P.W_OFF] + r0 * n_out, (r1 - r0, n_out))
+            share = raw_view(exchange, offsets[layer, _SHARE0 + worker], (n_out,))
+            share[:] = 0
+            if layer == 0 and k > 0:
+                d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
+                update_and_accumulate_rows(W, d, pending_step, pending_x[0, r0:r1], a[r0:r1], share)
+            else:
+                accumulate_rows(a[r0:r1], W, share)
+            meeting += 1
+            if not sync.meet(flags, worker, meeting):
+                return -1
+            Z = region(ws, capacity, li[layer, P.Z_UNIT], 1, n_out)
+            A = region(ws, capacity, li[layer, P.A_UNIT], 1, n_out)
+            first = raw_view(exchange, offsets[layer, _SHARE0], (n_out,))
+            second = raw_view(exchange, offsets[layer, _SHARE1], (n_out,))
+            z = Z[0]
+            for j in range(n_out):
+                z[j] = first[j] + second[j]
+            _, b = weights(params, li, layer)
+            bias_activation_forward(li[layer, P.FORWARD_FN], lf[layer, P.ACT_PARAM], Z, b, A)
+            a = A[0]
+        out = region(ws, capacity, li[n_layers - 1, P.A_UNIT], 1, li[n_layers - 1, P.N_OUT])
+        loss = loss_and_output_grad_at(loss_fn, loss_param, out, Yb, Wb, output_delta(li, gu, ws, 1))
+        if worker == 0:
+            batch_losses[k] = loss
+            batch_correct[k] = count_correct(loss_code, out, Yb)
+        if not is_finite(loss):  # both workers see the same loss
+            return k
+        step = t(-lrs[k])
+        for layer in range(n_layers - 1, -1, -1):
+            rows_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
+            here = gu[P.DELTA0_UNIT] if layer % 2 == 0 else gu[P.DELTA1_UNIT]
+            there = gu[P.DELTA1_UNIT] if layer % 2 == 0 else gu[P.DELTA0_UNIT]
+            G = region(ws, capacity, here, 1, n_out)
+            Z = region(ws, capacity, li[layer, P.Z_UNIT], 1, n_out)
+            A = region(ws, capacity, li[layer, P.A_UNIT], 1, n_out)
+            scratch = raw_view(exchange, offsets[layer, _SCRATCH0 + worker], (n_out,))
+            activation_backward(li[layer, P.BACKWARD_FN], lf[layer, P.ACT_PARAM], Z, A, G, G, FALSE, scratch)
+            d = G[0]
+            _, b = weights(params, li, layer)
+            if layer > 0:
+                r0, r1 = _rows(worker, rows_in)
+                W = raw_view(params, li[layer, P.W_OFF] + r0 * n_out, (r1 - r0, n_out))
+                a_prev = region(ws, capacity, li[layer - 1, P.A_UNIT], 1, rows_in)[0]
+                delta = raw_view(exchange, offsets[layer, _DELTA], (rows_in,))
+                delta_and_update_rows(W, d, step, a_prev[r0:r1], delta[r0:r1])
+                meeting += 1
+                if not sync.meet(flags, worker, meeting):
+                    return -1
+                g_prev = region(ws, capacity, there, 1, rows_in)[0]
+                g_prev[:] = delta
+            if worker == 0:
+                for j in range(n_out):
+                    b[j] += step * d[j]
+        # This step's first-layer update waits for the next forward sweep (online.py), or the end.
+        pending_x, pending_step = x, step
+    if n_batches > 0:
+        n_out = li[0, P.N_OUT]
+        r0, r1 = _rows(worker, li[0, P.N_IN])
+        W = raw_view(params, li[0, P.W_OFF] + r0 * n_out, (r1 - r0, n_out))
+        d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
+        update_rows(W, d, pending_step, pending_x[0, r0:r1])
+    return n_batches
