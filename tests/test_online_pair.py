@@ -30,6 +30,7 @@ def pair_runs(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(online_pair, "MIN_PARAMETERS", 0)
+    monkeypatch.setattr(online_pair, "MIN_ADAM_PARAMETERS", 0)
     monkeypatch.setattr(online_pair.threads, "get_num_threads", lambda: 2)
     monkeypatch.setattr(online_pair, "train_pair", counted)
     return runs
@@ -49,22 +50,50 @@ def _data(n=40, n_in=6, classes=3, seed=5):
     return X, y, rng.uniform(0.5, 2.0, size=n)
 
 
+def sgd():
+    return fb.optim.SGD(lr=0.05)
+
+
 @pytest.mark.parametrize(
-    "act, widths, weighted",
+    "act, widths, weighted, make_opt",
     [
-        (fb.ReLU(), (6, 9, 7, 3), False),
-        (fb.GELU(), (6, 9, 7, 3), True),
-        (fb.Tanh(), (6, 5, 3), False),  # two layers: the fewest the loop takes
-        (fb.ReLU(), (6, 33, 17, 8, 3), True),  # odd widths: the halves differ by a row
+        (fb.ReLU(), (6, 9, 7, 3), False, sgd),
+        (fb.GELU(), (6, 9, 7, 3), True, sgd),
+        (fb.Tanh(), (6, 5, 3), False, sgd),  # two layers: the fewest the loop takes
+        (fb.ReLU(), (6, 33, 17, 8, 3), True, sgd),  # odd widths: the halves differ by a row
+        (fb.ReLU(), (6, 9, 7, 3), False, lambda: fb.optim.Adam(lr=0.01)),
+        (fb.SiLU(), (6, 33, 17, 3), True, lambda: fb.optim.Adam(lr=0.01, weight_decay=0.05, maximize=True)),
+        (fb.Tanh(), (6, 5, 3), False, lambda: fb.optim.AdamW(lr=0.01, weight_decay=0.1, betas=(0.8, 0.99))),
     ],
 )
-def test_two_workers_take_the_same_steps_as_loss_and_grad(pair_runs, act, widths, weighted):
+def test_two_workers_take_the_same_steps_as_loss_and_grad(pair_runs, act, widths, weighted, make_opt):
+    """Plain SGD, and Adam stepped inside the sweeps (every row moves, zero inputs included), against
+    loss_and_grad and the optimizer's own step on the same samples."""
     X, y, w = _data()
-    a, b = fit_and_replay(
-        lambda: _net(act, widths), lambda: fb.optim.SGD(lr=0.05), X, y, w if weighted else None, batch_size=1
-    )
+    a, b = fit_and_replay(lambda: _net(act, widths), make_opt, X, y, w if weighted else None, batch_size=1)
     assert pair_runs, "the two-worker loop did not run"
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
+
+
+def test_adam_state_carries_over_between_fits(pair_runs):
+    """The moments and the step count live in the optimizer: a second fit continues the first, as a
+    replay of both epochs with one optimizer does."""
+    X, y, _ = _data(30)
+    opt = fb.optim.Adam(lr=0.01)
+    net = _net(fb.ReLU())
+    for seed in (1, 2):
+        net.fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0, seed=seed)
+    twin, replay = _net(fb.ReLU()), fb.optim.Adam(lr=0.01)
+    for seed in (1, 2):
+        order_rng = np.random.default_rng(seed)
+        order_rng.integers(0, 2**62)
+        for i in order_rng.permutation(30):
+            twin.loss_and_grad(X[i : i + 1], y[i : i + 1])
+            replay.step(twin.params, twin.grads)
+    assert opt.state.step == 60
+    np.testing.assert_allclose(net.params, twin.params, rtol=1e-12, atol=1e-13)
+    for mine, theirs in zip(opt.state[1:3], replay.state[1:3]):  # exp_avg, exp_avg_sq
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-15)
 
 
 def test_two_workers_agree_with_one_and_with_themselves(pair_runs, monkeypatch):
@@ -105,6 +134,8 @@ def test_when_the_loop_is_used():
     two = fb.get_num_threads() >= 2
     assert online_pair.wanted(li, params) == two
     assert not online_pair.wanted(li, params[:-1])  # below the size where it pays
+    assert online_pair.wanted(li, params[: online_pair.MIN_ADAM_PARAMETERS], adam=True) == two
+    assert not online_pair.wanted(li, params[: online_pair.MIN_ADAM_PARAMETERS - 1], adam=True)
     assert not online_pair.wanted(li[:1], params)  # one layer: too few meetings to order its buffers
     before = fb.get_num_threads()
     fb.set_num_threads(1)
@@ -114,17 +145,25 @@ def test_when_the_loop_is_used():
         fb.set_num_threads(before)
 
 
-def test_only_plain_sgd_takes_it(pair_runs):
+def test_only_rules_it_folds_in_take_it(pair_runs):
     X, y, _ = _data(20)
-    for opt in (fb.optim.SGD(lr=0.05, momentum=0.9), fb.optim.Adam(lr=0.01)):
-        _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0)
-    _net(fb.ReLU()).fit(
-        X, y, epochs=1, batch_size=1, optimizer=fb.optim.SGD(lr=0.05), verbose=0, clip_grad_norm=1.0
+    others = (
+        fb.optim.SGD(lr=0.05, momentum=0.9),
+        fb.optim.Adam(lr=0.01, amsgrad=True),
+        fb.optim.RMSprop(lr=0.01),
     )
-    _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=2, optimizer=fb.optim.SGD(lr=0.05), verbose=0)
+    for opt in others:
+        _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0)
+    for opt in (sgd(), fb.optim.Adam(lr=0.01)):
+        _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0, clip_grad_norm=1.0)
+        _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=2, optimizer=opt, verbose=0)
+        penalized = _net(fb.ReLU())
+        penalized.l2 = 0.01
+        penalized.fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0)
     assert pair_runs == []
-    _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=1, optimizer=fb.optim.SGD(lr=0.05), verbose=0)
-    assert pair_runs
+    for opt in (sgd(), fb.optim.Adam(lr=0.01), fb.optim.AdamW(lr=0.01)):
+        _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0)
+    assert len(pair_runs) >= 3
 
 
 def test_fits_from_several_threads_at_once(pair_runs):

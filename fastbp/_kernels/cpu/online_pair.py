@@ -1,5 +1,5 @@
-"""Batch 1 with plain SGD on two cores: the online kernels (online.py) with each layer's W split by
-rows between two workers.
+"""Batch 1 with plain SGD or Adam on two cores: the online kernels (online.py) with each layer's W
+split by rows between two workers.
 
 At batch 1 a step is a few passes over W, bound by memory traffic: the MLP's first layer (784 x 256,
 800 KB in float32) does not fit a core's L2 cache and is read and written once a step. Two cores
@@ -17,6 +17,11 @@ fetching each other's lines; by rows, 1.97x (bench/runs/2026-12-01c/pair_split.t
   was, and updates those rows (delta_and_update_rows); they meet; each copies the whole delta.
   Worker 0 alone updates the biases, after the meeting that follows the layer's sweep (layer 0's at
   once: nobody reads it until the next sample's meetings).
+
+Adam (and AdamW; not amsgrad) is folded into the same sweeps: each worker steps its rows of W and
+of the two moments with the per-element arithmetic of optim.py (online.py), the gradient a[i] * d[j]
+formed on the way and never stored; worker 0 steps the biases. The pass over the moments, most of
+an Adam step at batch 1, splits with W.
 
 Meetings per sample: 2 L - 1 for L layers (sync.py; ~20 ns each). Every buffer one worker writes and
 the other reads is read between two meetings and next written only after another, which is why the
@@ -43,28 +48,34 @@ from fastbp._kernels.cpu.online import (
     update_and_accumulate_rows,
     update_rows,
 )
-from fastbp._kernels.cpu.steps import output_delta, region, weights
+from fastbp._kernels.cpu.optim import ADAMW, SGD, _adam_factors, adam_constants, adam_moments, adam_param
+from fastbp._kernels.cpu.steps import output_delta, region
 from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import FALSE, is_finite, njit
 
-# Used from this many parameters on, with two threads or more (fastbp.set_num_threads). Whatever the
-# length of the run (a helper thread starts per run, ~0.1 ms): fit sizes its runs by the clock, and a
-# choice by length would make a fit's result (to rounding) depend on the machine's load. Measured
-# against one worker at batch 1: the MLP of bench/peers.py (235,146 parameters) 1.38x; its small
-# (17,226) and deep (42,250) nets 0.83x and 0.72x, where a step is too short for its meetings.
+# Used from this many parameters on (plain SGD; Adam), with two threads or more
+# (fastbp.set_num_threads). Whatever the length of the run (a helper thread starts per run, ~0.1 ms):
+# fit sizes its runs by the clock, and a choice by length would make a fit's result (to rounding)
+# depend on the machine's load. Measured against one worker at batch 1 (bench/runs/2026-12-01c):
+# SGD pays on the MLP of bench/peers.py (235,146 parameters: 1.38x), not on its small (17,226) and
+# deep (42,250) nets (0.83x, 0.72x), whose steps are too short for their meetings; Adam, whose pass
+# over the moments is most of a step, pays from the 100-100-50-10 net (15,660: 1.20x) on (small
+# 1.18x, deep 1.35x, MLP 1.86-2.08x) and not at 64-64-10 (4,810: 0.83x).
 MIN_PARAMETERS = 100_000
+MIN_ADAM_PARAMETERS = 10_000
 
 # Exchange buffer pieces per layer (columns of the offsets array).
 _SHARE0, _SHARE1, _SCRATCH0, _SCRATCH1, _DELTA = range(5)
+_NO_FACTORS = (0.0,) * 10  # _adam_factors' place in an SGD run
 _ALIGN = 16  # elements: every piece starts on a 64-byte line in float32 (two lines apart in float64)
 
 
-def wanted(li, params) -> bool:
-    """Whether plain-SGD batch-1 steps of this network take the two-worker loop."""
+def wanted(li, params, adam=False) -> bool:
+    """Whether batch-1 steps of this network with plain SGD (adam: with Adam) take the two-worker loop."""
     return bool(
         not numba.config.DISABLE_JIT
         and li.shape[0] >= 2
-        and params.size >= MIN_PARAMETERS
+        and params.size >= (MIN_ADAM_PARAMETERS if adam else MIN_PARAMETERS)
         and threads.get_num_threads() >= 2
     )
 
@@ -91,23 +102,24 @@ def aligned_zeros(size, dtype):
 
 
 def worker_arguments(li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm,
-                     first_batch, n_batches, lrs, batch_losses, batch_correct, loss_fn):  # fmt: skip
+                     first_batch, n_batches, lrs, kind, slots, hyper, step0, batch_losses, batch_correct,
+                     loss_fn):  # fmt: skip
     """pair_worker's arguments for worker 0 (in ws) and worker 1 (in a workspace of its own), and
     the flags they meet through."""
     exchange, offsets = exchange_buffers(li, params.dtype)
     flags = np.zeros(sync.FLAG_WORDS, np.int64)
     shared = (
         li, lf, gu, loss_code, loss_param, params, exchange, offsets, flags, X, Y, sample_weight, perm,
-        first_batch, n_batches, lrs, batch_losses, batch_correct, loss_fn,
+        first_batch, n_batches, lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn,
     )  # fmt: skip
     return (0, ws) + shared, (1, aligned_zeros(ws.size, ws.dtype)) + shared, flags
 
 
 def train_pair(*args):
-    """online_steps' plain-SGD run on two workers: online_steps' arguments up to batch_correct (less
-    l1, l2, grads, batch_size, kind and the optimizer's state: plain SGD needs none of them), then the
-    loss's entry; the same return value. Raises what a worker raised (the other is stopped through
-    sync.ABORT, so that neither waits forever)."""
+    """online_steps' run on two workers, for plain SGD or Adam (fusable: see train.pair_runs):
+    online_steps' arguments up to batch_correct less l1, l2, grads, batch_size, scalars, seed and
+    max_norm, then the loss's entry; the same return value. Raises what a worker raised (the other
+    is stopped through sync.ABORT, so that neither waits forever)."""
     first, second, flags = worker_arguments(*args)
     failures = []
 
@@ -139,13 +151,35 @@ def _rows(worker, n):
     return (0, half) if worker == 0 else (half, n)
 
 
+@njit(inline="always")
+def _block(flat, li, layer, r0, r1):
+    """Rows [r0, r1) of the layer's W in `flat` (params, or one of the optimizer's slots)."""
+    n_out = li[layer, P.N_OUT]
+    return raw_view(flat, li[layer, P.W_OFF] + r0 * n_out, (r1 - r0, n_out))
+
+
+@njit(inline="always")
+def _bias(flat, li, layer):
+    return raw_view(flat, li[layer, P.B_OFF], (li[layer, P.N_OUT],))
+
+
+@njit(inline="always")
+def _adam_step(kind, hyper, step, lr, t):
+    """optim.adam_constants of Adam's (or AdamW's) step `step` (1-based), in the scalar type t."""
+    return adam_constants(_adam_factors(kind == ADAMW, hyper, step, lr, 1.0), t)
+
+
 @njit
 def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange, offsets, flags, X, Y,
-                sample_weight, perm, first_batch, n_batches, lrs, batch_losses, batch_correct,
-                loss_fn):  # fmt: skip
-    """One of train_pair's two workers, in its own workspace ws. Returns the number of steps done
-    (fewer at a non-finite loss, with that step not taken), or -1 when stopped through sync.ABORT."""
+                sample_weight, perm, first_batch, n_batches, lrs, kind, slots, hyper, step0,
+                batch_losses, batch_correct, loss_fn):  # fmt: skip
+    """One of train_pair's two workers, in its own workspace ws. kind: SGD (plain), ADAM or ADAMW
+    (no amsgrad), stepping params and slots (the moments) as optimizer steps step0 + 1, ...
+    Returns the number of steps done (fewer at a non-finite loss, with that step not taken), or -1
+    when stopped through sync.ABORT."""
     t = params.dtype.type
+    adam = kind != SGD
+    M, V = slots[0], slots[1 if adam else 0]  # the moments (SGD's slots are empty, unused)
     capacity = ws.size // gu[P.TOTAL_UNITS]
     n_layers = li.shape[0]
     X_flat, Y_flat = X.reshape(-1), Y.reshape(-1)
@@ -155,6 +189,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
     meeting = 0
     pending_x = sample_row(X_flat, 0, n_in, ws, spares + n_in)
     pending_step = t(0)
+    pending_k = adam_constants(_NO_FACTORS, t)
     for k in range(n_batches):
         source = perm[first_batch + k]
         if k + 1 < n_batches:
@@ -164,14 +199,19 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
         Wb = raw_view(sample_weight, source, (1,)) if weighted else sample_weight
         a = x[0]
         for layer in range(n_layers):
-            rows_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
-            r0, r1 = _rows(worker, rows_in)
-            W = raw_view(params, li[layer, P.W_OFF] + r0 * n_out, (r1 - r0, n_out))
+            n_out = li[layer, P.N_OUT]
+            r0, r1 = _rows(worker, li[layer, P.N_IN])
+            W = _block(params, li, layer, r0, r1)
             share = raw_view(exchange, offsets[layer, _SHARE0 + worker], (n_out,))
             share[:] = 0
             if layer == 0 and k > 0:
                 d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
-                update_and_accumulate_rows(W, d, pending_step, pending_x[0, r0:r1], a[r0:r1], share)
+                u = pending_x[0, r0:r1]
+                if adam:
+                    Mb, Vb = _block(M, li, 0, r0, r1), _block(V, li, 0, r0, r1)
+                    adam_and_accumulate_rows(W, Mb, Vb, d, pending_k, u, a[r0:r1], share)
+                else:
+                    update_and_accumulate_rows(W, d, pending_step, u, a[r0:r1], share)
             else:
                 accumulate_rows(a[r0:r1], W, share)
             meeting += 1
@@ -184,7 +224,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
             z = Z[0]
             for j in range(n_out):
                 z[j] = first[j] + second[j]
-            _, b = weights(params, li, layer)
+            b = _bias(params, li, layer)
             bias_activation_forward(li[layer, P.FORWARD_FN], lf[layer, P.ACT_PARAM], Z, b, A)
             a = A[0]
         out = region(ws, capacity, li[n_layers - 1, P.A_UNIT], 1, li[n_layers - 1, P.N_OUT])
@@ -195,6 +235,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
         if not is_finite(loss):  # both workers see the same loss
             return k
         step = t(-lrs[k])
+        adam_k = _adam_step(kind, hyper, step0 + k + 1, lrs[k], t) if adam else pending_k
         for layer in range(n_layers - 1, -1, -1):
             rows_in, n_out = li[layer, P.N_IN], li[layer, P.N_OUT]
             here = gu[P.DELTA0_UNIT] if layer % 2 == 0 else gu[P.DELTA1_UNIT]
@@ -205,27 +246,93 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
             scratch = raw_view(exchange, offsets[layer, _SCRATCH0 + worker], (n_out,))
             activation_backward(li[layer, P.BACKWARD_FN], lf[layer, P.ACT_PARAM], Z, A, G, G, FALSE, scratch)
             d = G[0]
-            _, b = weights(params, li, layer)
             if layer > 0:
                 r0, r1 = _rows(worker, rows_in)
-                W = raw_view(params, li[layer, P.W_OFF] + r0 * n_out, (r1 - r0, n_out))
+                W = _block(params, li, layer, r0, r1)
                 a_prev = region(ws, capacity, li[layer - 1, P.A_UNIT], 1, rows_in)[0]
                 delta = raw_view(exchange, offsets[layer, _DELTA], (rows_in,))
-                delta_and_update_rows(W, d, step, a_prev[r0:r1], delta[r0:r1])
+                if adam:
+                    Mb, Vb = _block(M, li, layer, r0, r1), _block(V, li, layer, r0, r1)
+                    delta_and_adam_rows(W, Mb, Vb, d, adam_k, a_prev[r0:r1], delta[r0:r1])
+                else:
+                    delta_and_update_rows(W, d, step, a_prev[r0:r1], delta[r0:r1])
                 meeting += 1
                 if not sync.meet(flags, worker, meeting):
                     return -1
                 g_prev = region(ws, capacity, there, 1, rows_in)[0]
                 g_prev[:] = delta
             if worker == 0:
-                for j in range(n_out):
-                    b[j] += step * d[j]
+                b = _bias(params, li, layer)
+                if adam:
+                    adam_row(b, _bias(M, li, layer), _bias(V, li, layer), d, adam_k, t(1))
+                else:
+                    for j in range(n_out):
+                        b[j] += step * d[j]
         # This step's first-layer update waits for the next forward sweep (online.py), or the end.
-        pending_x, pending_step = x, step
+        pending_x, pending_step, pending_k = x, step, adam_k
     if n_batches > 0:
-        n_out = li[0, P.N_OUT]
         r0, r1 = _rows(worker, li[0, P.N_IN])
-        W = raw_view(params, li[0, P.W_OFF] + r0 * n_out, (r1 - r0, n_out))
-        d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
-        update_rows(W, d, pending_step, pending_x[0, r0:r1])
+        W = _block(params, li, 0, r0, r1)
+        d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, li[0, P.N_OUT])[0]
+        u = pending_x[0, r0:r1]
+        if adam:
+            adam_rows(W, _block(M, li, 0, r0, r1), _block(V, li, 0, r0, r1), d, pending_k, u)
+        else:
+            update_rows(W, d, pending_step, u)
     return n_batches
+
+
+# Adam folded into the sweeps over W: the gradient of W[i, j] at batch 1 is a[i] * d[j], formed as the
+# unfused path forms it (online.delta_and_gradient_rows) and stepped by the per-element arithmetic of
+# optim.py, torch's rule. Every row moves (a zero gradient still decays the moments and moves the
+# parameter), so no row is skipped. k: optim.adam_constants.
+
+
+@njit
+def delta_and_adam_rows(W, M, V, d, k, a, g_prev):
+    """g_prev = W @ d with W as it was, and Adam's step on W (moments M, V) for gradient outer(a, d),
+    in one pass over the three."""
+    t = W.dtype.type
+    for i in range(W.shape[0]):
+        w, m, v, ai = W[i], M[i], V[i], a[i]
+        s = t(0)
+        for j in range(W.shape[1]):
+            old = w[j]
+            s += old * d[j]
+            p, mj, vj = adam_moments(old, ai * d[j], m[j], v[j], k)
+            m[j] = mj
+            v[j] = vj
+            w[j] = adam_param(p, mj, vj, k)
+        g_prev[i] = s
+
+
+@njit
+def adam_and_accumulate_rows(W, M, V, d, k, u, a, z):
+    """Adam's step on W (moments M, V) for gradient outer(u, d), then z += a @ W (the updated W), in
+    one sweep."""
+    for i in range(W.shape[0]):
+        w, m, v, ui, ai = W[i], M[i], V[i], u[i], a[i]
+        for j in range(W.shape[1]):
+            p, mj, vj = adam_moments(w[j], ui * d[j], m[j], v[j], k)
+            m[j] = mj
+            v[j] = vj
+            x = adam_param(p, mj, vj, k)
+            w[j] = x
+            z[j] += ai * x
+
+
+@njit
+def adam_rows(W, M, V, d, k, u):
+    """Adam's step on W (moments M, V) for gradient outer(u, d)."""
+    for i in range(W.shape[0]):
+        adam_row(W[i], M[i], V[i], d, k, u[i])
+
+
+@njit(inline="always")
+def adam_row(w, m, v, d, k, scale):
+    """Adam's step on the vector w (moments m, v) for gradient scale * d (a bias: scale 1)."""
+    for j in range(w.shape[0]):
+        p, mj, vj = adam_moments(w[j], scale * d[j], m[j], v[j], k)
+        m[j] = mj
+        v[j] = vj
+        w[j] = adam_param(p, mj, vj, k)

@@ -119,6 +119,41 @@ def _adam_range(params, grads, slots, c, lo, hi):
         params[i] = p - step_size * (mi / denom)
 
 
+# Adam's arithmetic per element for the batch-1 loop that folds Adam into its sweeps over W
+# (online.py): _adam_range's loop body, term for term. Not shared with _adam_range: that loop, written
+# through these helpers, compiled with its multiply-adds fused differently, and a step on grads
+# scaled inside (optimizer_step_scaled) no longer equalled the step on grads scaled before (1 ulp,
+# float32 with amsgrad and weight decay: tests/test_optim.py). A fused sweep is another loop anyway,
+# which fast-math may contract differently: the rule is the same to rounding (tests/test_online_pair.py).
+
+
+@njit(inline="always")
+def adam_constants(c, t):
+    """_adam_factors' float64 factors c, cast to the buffers' scalar type t (and the coupled-decay flag)."""
+    sign, wd, decay, w1, b2 = t(c[0]), t(c[1]), t(c[2]), t(c[3]), t(c[4])
+    w2, eps, bc2_sqrt, step_size = t(c[5]), t(c[6]), t(c[7]), t(c[8])
+    return sign, wd, decay, w1, b2, w2, eps, bc2_sqrt, step_size, c[1] != 0.0
+
+
+@njit(inline="always")
+def adam_moments(p, g, m, v, k):
+    """One element's decayed parameter and new first and second moments for gradient g."""
+    sign, wd, decay, w1, b2, w2, _, _, _, coupled = k
+    g = sign * g
+    p = p * decay
+    if coupled:
+        g = g + wd * p
+    return p, m + w1 * (g - m), v * b2 + w2 * (g * g)
+
+
+@njit(inline="always")
+def adam_param(p, m, v, k):
+    """The parameter after the step, from adam_moments' p and moments (v: the max with amsgrad)."""
+    eps, bc2_sqrt, step_size = k[6], k[7], k[8]
+    denom = np.sqrt(v) / bc2_sqrt + eps
+    return p - step_size * (m / denom)
+
+
 # RMSprop's four (centered, momentum) variants are four functions: as four loops of one function,
 # each with its weight-decay test, three of them did not vectorize (8x slower).
 

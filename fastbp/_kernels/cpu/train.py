@@ -73,9 +73,10 @@ def train_steps(
         # It converts each sample into one of two rows of the input region (see online_steps).
         raise ValueError("the batch-1 loop on data of another dtype needs a workspace of two rows or more")
     if pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm):
+        loss_fn = losses.entry_address(loss_code, params.dtype)
         return online_pair.train_pair(
             li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
-            lrs, batch_losses, batch_correct, losses.entry_address(loss_code, params.dtype),
+            lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn,
         )  # fmt: skip
     return loop(
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm,
@@ -86,9 +87,12 @@ def train_steps(
 
 
 def pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm) -> bool:
-    """Whether train_steps hands `loop`'s run to the two-worker batch-1 loop (online_pair.py)."""
-    plain = plain_step(kind, hyper, l1, l2, max_norm)
-    return loop is online_steps and plain and online_pair.wanted(li, params)
+    """Whether train_steps hands `loop`'s run to the two-worker batch-1 loop (online_pair.py): plain
+    SGD, or Adam / AdamW without amsgrad, penalty or clipping (each folded into the sweeps)."""
+    plain_adam = (kind == optim.ADAM or kind == optim.ADAMW) and hyper[4] == 0.0
+    plain_adam = bool(plain_adam and l1 == 0.0 and l2 == 0.0 and max_norm == 0.0)
+    fusable = plain_step(kind, hyper, l1, l2, max_norm) or plain_adam
+    return loop is online_steps and fusable and online_pair.wanted(li, params, plain_adam)
 
 
 def first_call(
@@ -100,9 +104,10 @@ def first_call(
     notice before a call that compiles (fastbp._kernels.cache.will_compile)."""
     loop = loop_for(li, batch_size)
     if pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm):
+        loss_fn = losses.entry_address(loss_code, params.dtype)
         first, _, _ = online_pair.worker_arguments(
             li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
-            lrs, batch_losses, batch_correct, losses.entry_address(loss_code, params.dtype),
+            lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn,
         )  # fmt: skip
         return online_pair.pair_worker, first
     args = (
