@@ -19,9 +19,9 @@ fetching each other's lines; by rows, 1.97x (bench/runs/2026-12-01c/pair_split.t
   once: nobody reads it until the next sample's meetings).
 
 Adam (and AdamW; not amsgrad) is folded into the same sweeps: each worker steps its rows of W and
-of the two moments with the per-element arithmetic of optim.py (online.py), the gradient a[i] * d[j]
-formed on the way and never stored; worker 0 steps the biases. The pass over the moments, most of
-an Adam step at batch 1, splits with W.
+of the two moments with the per-element arithmetic of optim.py (the row kernels at the end), the
+gradient a[i] * d[j] formed on the way and never stored; worker 0 steps the biases. The pass over
+the moments, most of an Adam step at batch 1, splits with W.
 
 Meetings per sample: 2 L - 1 for L layers (sync.py; ~20 ns each). Every buffer one worker writes and
 the other reads is read between two meetings and next written only after another, which is why the
