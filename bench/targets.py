@@ -3,6 +3,7 @@ whether any implementation of that kind could meet it on this machine.
 
     .venv/bin/python bench/targets.py --json out.json          # every peers.py row (~10 minutes)
     .venv/bin/python bench/targets.py --nets small --batches 1,16 --peers fastbp,jax
+    .venv/bin/python bench/targets.py --recheck out.json      # a saved run under these rules
 
 One process runs bench/peers.py's measurement (fastbp and every installed peer on the same nets,
 data and initial weights, best of --repeats epochs, peers interleaved), then times alone the parts
@@ -22,9 +23,10 @@ that bound a training step:
              products and fastbp's plain-SGD step at that batch (at small batches the products
              carry NumPy's per-call overhead, and fastbp's SGD step beats them)
 
-The pass and the update are counted on one core, as fastbp runs them (its step opens no parallel
-region: fastbp/threads.py says why); "bound, 2 cores" halves them, the most a perfect split could
-give.
+The pass and the update are counted on one core, as fastbp's mini-batch step runs them (it opens no
+parallel region: fastbp/threads.py says why); "bound, 2 cores" halves them, the most a perfect split
+could give. At batch 1, where fastbp splits them over two workers (fastbp/_kernels/cpu/online_pair.py:
+two threads and a network past its size threshold), "bound" is the two-core figure too.
 
 Targets (issue 5):
   batch 1       fastbp >= 3x the faster of torch and jax
@@ -46,6 +48,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from fastbp._kernels.cpu import online_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
@@ -110,10 +114,17 @@ def measure_parts(nets: dict, batches, repeats: int) -> dict:
     return parts
 
 
+def runs_two_workers(optimizer: str, parameters: int, threads) -> bool:
+    """Whether fastbp's batch-1 step splits its passes over two workers for this rule and net size."""
+    least = online_pair.MIN_ADAM_PARAMETERS if optimizer == "adam" else online_pair.MIN_PARAMETERS
+    return isinstance(threads, int) and threads >= 2 and parameters >= least
+
+
 def check(result: dict, parts: dict) -> dict:
     """Per row of peers' `result`: the target, what it needs, the bounds and the verdict; and per
     (net, batch) with both optimizers: Adam's extra cost against its floor."""
     rows = result["results"]
+    threads = result.get("meta", {}).get("threads_used", {}).get("fastbp", 1)
     sgd_rate = {
         (r["net"], r["batch"]): r["samples_per_s"].get("fastbp") for r in rows if r["optimizer"] == "sgd"
     }
@@ -135,6 +146,8 @@ def check(result: dict, parts: dict) -> dict:
         if batch == 1:
             alone = part["adam_pass_s"] if r["optimizer"] == "adam" else part["w0_update_s"]
             one, two = 1.0 / alone, 2.0 / alone
+            if runs_two_workers(r["optimizer"], part["parameters"], threads):
+                one = two
         elif r["optimizer"] == "sgd":
             one = two = products
         else:
@@ -254,6 +267,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=peers.ROWS)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--recheck", metavar="PATH", help="check a saved --json run again, measuring nothing")
     args = parser.parse_args(argv)
     unknown = [n for n in args.nets if n not in peers.NETS]
     if unknown:
@@ -268,11 +282,17 @@ def main(argv=None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     tick = time.perf_counter()
-    result = peers.measure(
-        nets=nets, batches=args.batches, peers=args.peers, repeats=args.repeats, threads=args.threads,
-        rows=args.rows, log=log,
-    )  # fmt: skip
-    parts = measure_parts(nets, args.batches, args.repeats)
+    if args.recheck:
+        # A saved run's measurements under this script's rules (bounds, verdicts): nothing is timed.
+        with open(args.recheck) as f:
+            saved = json.load(f)
+        result, parts = {"meta": saved["meta"], "results": saved["results"]}, saved["parts"]
+    else:
+        result = peers.measure(
+            nets=nets, batches=args.batches, peers=args.peers, repeats=args.repeats, threads=args.threads,
+            rows=args.rows, log=log,
+        )  # fmt: skip
+        parts = measure_parts(nets, args.batches, args.repeats)
     checked = check(result, parts)
     print(peers.header(result))
     print()
@@ -286,7 +306,10 @@ def main(argv=None) -> int:
     if checked["adam"]:
         print("\n" + adam_table(checked))
     print("\n" + summary(checked))
-    print(f"\n{time.perf_counter() - tick:.0f} s in all")
+    if args.recheck:
+        print(f"\nrechecked from {args.recheck}")
+    else:
+        print(f"\n{time.perf_counter() - tick:.0f} s in all")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:

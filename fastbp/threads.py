@@ -4,7 +4,10 @@ The kernels' GEMMs call numpy's OpenBLAS (fastbp._kernels.cpu.blas); Numba's np.
 fallback, calls scipy's, a second copy with its own pool: both are limited (through
 threadpoolctl). fastbp's kernels run no prange region inside a training step (the GEMMs are where
 the parallel work is), which keeps clear of the OpenMP-after-BLAS contention measured in
-shared/NUMBA_NOTES.md and keeps fork() safe.
+shared/NUMBA_NOTES.md and keeps fork() safe. The one exception to "the BLAS does the parallel work"
+is batch 1, which calls no BLAS: with two threads or more its larger networks train on two workers,
+the calling thread and a plain Python thread that lives for one run of steps
+(fastbp/_kernels/cpu/online_pair.py), so fork() stays safe there too.
 """
 
 from __future__ import annotations

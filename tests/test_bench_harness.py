@@ -362,6 +362,30 @@ def test_targets_check_computes_needs_bounds_and_adams_extra():
     assert "- Adam <= 15% over SGD: 1 bound below (of 1)" in summary
 
 
+def test_targets_batch_one_bound_counts_two_workers_where_fastbp_runs_them():
+    """Past online_pair's size thresholds, with two threads, fastbp's batch-1 step splits the pass
+    or update the bound is made of: the bound is then the two-core figure."""
+    from fastbp._kernels.cpu import online_pair
+
+    targets = _load("targets")
+    rows = [
+        _row("sgd", 1, {"fastbp": 90.0, "torch": 10.0, "jax": 40.0}, 5.0),
+        _row("adam", 1, {"fastbp": 8.0, "torch": 10.0, "jax": 20.0}, 5.0),
+    ]
+    bounds = {}
+    for threads in (1, 2):
+        for size in (online_pair.MIN_ADAM_PARAMETERS, online_pair.MIN_PARAMETERS):
+            result = {"meta": {"threads_used": {"fastbp": threads}}, "results": rows}
+            parts = {"n": {"parameters": size, "adam_pass_s": 0.1, "w0_update_s": 0.005}}
+            for e in targets.check(result, parts)["speed"]:
+                bounds[threads, size, e["optimizer"]] = (round(e["bound"]), round(e["bound_two_cores"]))
+    for size in (online_pair.MIN_ADAM_PARAMETERS, online_pair.MIN_PARAMETERS):
+        assert bounds[1, size, "sgd"] == (200, 400) and bounds[1, size, "adam"] == (10, 20)
+        assert bounds[2, size, "adam"] == (20, 20)  # Adam's threshold is the lower
+    assert bounds[2, online_pair.MIN_ADAM_PARAMETERS, "sgd"] == (200, 400)
+    assert bounds[2, online_pair.MIN_PARAMETERS, "sgd"] == (400, 400)
+
+
 def test_targets_main_runs_peers_and_the_parts_and_writes_json(tmp_path, capsys):
     targets = _load("targets")
     before = fb.get_num_threads()
@@ -381,6 +405,11 @@ def test_targets_main_runs_peers_and_the_parts_and_writes_json(tmp_path, capsys)
     assert len(saved["checked"]["speed"]) == 2 and len(saved["checked"]["adam"]) == 1
     # Batch 1 has no rival here (torch and jax left out): its rows are skipped, not failed.
     assert {e["batch"] for e in saved["checked"]["speed"]} == {16}
+    # --recheck: the saved measurements checked again, nothing timed, the same verdicts.
+    again = tmp_path / "again.json"
+    targets.main(["--recheck", str(path), "--json", str(again)])
+    assert "rechecked from" in capsys.readouterr().out
+    assert json.loads(again.read_text())["checked"] == saved["checked"]
     for argv in (["--nets", "huge"], ["--repeats", "0"], ["--peers", "reference"]):
         with pytest.raises(SystemExit):
             targets.main(argv)

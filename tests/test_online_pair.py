@@ -260,3 +260,29 @@ def test_a_process_forked_after_a_two_worker_fit_trains_the_same(pair_runs):
     child.join(timeout=60)
     assert child.exitcode == 0
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("make_opt", [sgd, lambda: fb.optim.Adam(lr=0.01)])
+def test_the_result_does_not_depend_on_how_fit_cuts_the_epoch(pair_runs, monkeypatch, make_opt):
+    """fit sizes its runs of steps by the clock; each run ends with the deferred first-layer update
+    applied. One step per run or the whole epoch in one: the same parameters, bit for bit."""
+    from fastbp import train
+
+    real_save = train._Backup.save
+
+    def save_untimed(backup):  # runs sized by CHUNK_SECONDS alone, not by the backup's copy time
+        real_save(backup)
+        backup.seconds = 0.0
+
+    monkeypatch.setattr(train._Backup, "save", save_untimed)
+    X, y, _ = _data(60)
+    fits, runs = [], []
+    for seconds in (1e-9, 60.0):
+        monkeypatch.setattr(train, "CHUNK_SECONDS", seconds)
+        net = _net(fb.ReLU())
+        before = len(pair_runs)
+        net.fit(X, y, epochs=2, batch_size=1, optimizer=make_opt(), verbose=0, seed=4)
+        fits.append(net.params.copy())
+        runs.append(len(pair_runs) - before)
+    assert runs == [120, 4]  # a run per step; a step, then the rest of the epoch, twice
+    np.testing.assert_array_equal(fits[0], fits[1])
