@@ -26,7 +26,7 @@ that bound a training step:
 The pass and the update are counted on one core, as fastbp's mini-batch step runs them (it opens no
 parallel region: fastbp/threads.py says why); "bound, 2 cores" halves them, the most a perfect split
 could give. At batch 1, where fastbp splits them over two workers (fastbp/_kernels/cpu/online_pair.py:
-two threads and a network past its size threshold), "bound" is the two-core figure too.
+two threads and layers past its size thresholds), "bound" is the two-core figure too.
 
 Targets (issue 5):
   batch 1       fastbp >= 3x the faster of torch and jax
@@ -110,14 +110,20 @@ def measure_parts(nets: dict, batches, repeats: int) -> dict:
         adam.best_of(10)  # compile or load, warm up
         best_pass = min(adam.best_of(300) for _ in range(repeats))
         w0 = update_alone_us(widths[0], widths[1], repeats) * 1e-6 if 1 in batches else None
-        parts[name] = {"parameters": n_params, "adam_pass_s": best_pass, "w0_update_s": w0}
+        parts[name] = {
+            "parameters": n_params,
+            "layers": len(widths) - 1,
+            "adam_pass_s": best_pass,
+            "w0_update_s": w0,
+        }
     return parts
 
 
-def runs_two_workers(optimizer: str, parameters: int, threads) -> bool:
-    """Whether fastbp's batch-1 step splits its passes over two workers for this rule and net size."""
-    least = online_pair.MIN_ADAM_PARAMETERS if optimizer == "adam" else online_pair.MIN_PARAMETERS
-    return isinstance(threads, int) and threads >= 2 and parameters >= least
+def runs_two_workers(optimizer: str, parameters: int, layers: int, threads) -> bool:
+    """Whether fastbp's batch-1 step splits its passes over two workers for this rule and net."""
+    if not isinstance(threads, int):
+        return False
+    return online_pair.workers_for(layers, parameters, optimizer == "adam", threads) == 2
 
 
 def check(result: dict, parts: dict) -> dict:
@@ -146,7 +152,9 @@ def check(result: dict, parts: dict) -> dict:
         if batch == 1:
             alone = part["adam_pass_s"] if r["optimizer"] == "adam" else part["w0_update_s"]
             one, two = 1.0 / alone, 2.0 / alone
-            if runs_two_workers(r["optimizer"], part["parameters"], threads):
+            # Runs saved before parts carried "layers": peers' widths of the net.
+            layers = part.get("layers") or len(peers.NETS.get(r["net"], (0, 0))) - 1
+            if runs_two_workers(r["optimizer"], part["parameters"], layers, threads):
                 one = two
         elif r["optimizer"] == "sgd":
             one = two = products

@@ -363,8 +363,8 @@ def test_targets_check_computes_needs_bounds_and_adams_extra():
 
 
 def test_targets_batch_one_bound_counts_two_workers_where_fastbp_runs_them():
-    """Past online_pair's size thresholds, with two threads, fastbp's batch-1 step splits the pass
-    or update the bound is made of: the bound is then the two-core figure."""
+    """Where fastbp's batch-1 step splits the pass or update the bound is made of (online_pair's
+    rule: two threads, layers large enough), the bound is the two-core figure."""
     from fastbp._kernels.cpu import online_pair
 
     targets = _load("targets")
@@ -372,18 +372,19 @@ def test_targets_batch_one_bound_counts_two_workers_where_fastbp_runs_them():
         _row("sgd", 1, {"fastbp": 90.0, "torch": 10.0, "jax": 40.0}, 5.0),
         _row("adam", 1, {"fastbp": 8.0, "torch": 10.0, "jax": 20.0}, 5.0),
     ]
+    adam_size, sgd_size = online_pair.MIN_ADAM_LAYER_PARAMETERS, online_pair.MIN_LAYER_PARAMETERS
     bounds = {}
     for threads in (1, 2):
-        for size in (online_pair.MIN_ADAM_PARAMETERS, online_pair.MIN_PARAMETERS):
+        for size in (adam_size, sgd_size):
             result = {"meta": {"threads_used": {"fastbp": threads}}, "results": rows}
-            parts = {"n": {"parameters": size, "adam_pass_s": 0.1, "w0_update_s": 0.005}}
+            parts = {"n": {"parameters": 3 * size, "layers": 3, "adam_pass_s": 0.1, "w0_update_s": 0.005}}
             for e in targets.check(result, parts)["speed"]:
                 bounds[threads, size, e["optimizer"]] = (round(e["bound"]), round(e["bound_two_cores"]))
-    for size in (online_pair.MIN_ADAM_PARAMETERS, online_pair.MIN_PARAMETERS):
+    for size in (adam_size, sgd_size):
         assert bounds[1, size, "sgd"] == (200, 400) and bounds[1, size, "adam"] == (10, 20)
         assert bounds[2, size, "adam"] == (20, 20)  # Adam's threshold is the lower
-    assert bounds[2, online_pair.MIN_ADAM_PARAMETERS, "sgd"] == (200, 400)
-    assert bounds[2, online_pair.MIN_PARAMETERS, "sgd"] == (400, 400)
+    assert bounds[2, adam_size, "sgd"] == (200, 400)
+    assert bounds[2, sgd_size, "sgd"] == (400, 400)
 
 
 def test_targets_main_runs_peers_and_the_parts_and_writes_json(tmp_path, capsys):

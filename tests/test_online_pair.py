@@ -1,4 +1,5 @@
-"""The two-worker batch-1 loop (fastbp/_kernels/cpu/online_pair.py) and the meetings it runs on."""
+"""The fused batch-1 loop on two workers or one (fastbp/_kernels/cpu/online_pair.py), and the meetings
+its two workers run on."""
 
 import multiprocessing
 import os
@@ -18,22 +19,31 @@ from fastbp._kernels.cpu import online_pair, sync
 pytestmark = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="the two workers run compiled code only")
 
 
+class Fused:
+    """What the `fused` fixture controls: how many workers every plain-SGD or Adam batch-1 fit gets
+    (2, 1, or 0 for online.py's loop), small nets and one core included; and the runs taken, one
+    entry per train_pair (2) or train_alone (1) call."""
+
+    def __init__(self):
+        self.workers = 2
+        self.runs = []
+
+
 @pytest.fixture
-def pair_runs(monkeypatch):
-    """Every plain-SGD batch-1 fit takes the two-worker loop (small nets included, one core or
-    more); yields the list of the runs it took, one entry per train_pair call."""
-    runs = []
-    real = online_pair.train_pair
+def fused(monkeypatch):
+    state = Fused()
 
-    def counted(*args):
-        runs.append(args[0].shape[0])
-        return real(*args)
+    def counting(real, count):
+        def counted(*args):
+            state.runs.append(count)
+            return real(*args)
 
-    monkeypatch.setattr(online_pair, "MIN_PARAMETERS", 0)
-    monkeypatch.setattr(online_pair, "MIN_ADAM_PARAMETERS", 0)
-    monkeypatch.setattr(online_pair.threads, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(online_pair, "train_pair", counted)
-    return runs
+        return counted
+
+    monkeypatch.setattr(online_pair, "train_pair", counting(online_pair.train_pair, 2))
+    monkeypatch.setattr(online_pair, "train_alone", counting(online_pair.train_alone, 1))
+    monkeypatch.setattr(online_pair, "workers", lambda li, params, adam=False: state.workers)
+    return state
 
 
 def _net(act, widths=(6, 9, 7, 3), dtype=np.float64, seed=2):
@@ -66,16 +76,18 @@ def sgd():
         (fb.Tanh(), (6, 5, 3), False, lambda: fb.optim.AdamW(lr=0.01, weight_decay=0.1, betas=(0.8, 0.99))),
     ],
 )
-def test_two_workers_take_the_same_steps_as_loss_and_grad(pair_runs, act, widths, weighted, make_opt):
+@pytest.mark.parametrize("workers", [2, 1])
+def test_the_workers_take_the_same_steps_as_loss_and_grad(fused, workers, act, widths, weighted, make_opt):
     """Plain SGD, and Adam stepped inside the sweeps (every row moves, zero inputs included), against
-    loss_and_grad and the optimizer's own step on the same samples."""
+    loss_and_grad and the optimizer's own step on the same samples; on two workers and alone."""
+    fused.workers = workers
     X, y, w = _data()
     a, b = fit_and_replay(lambda: _net(act, widths), make_opt, X, y, w if weighted else None, batch_size=1)
-    assert pair_runs, "the two-worker loop did not run"
+    assert fused.runs and set(fused.runs) == {workers}
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-13)
 
 
-def test_adam_state_carries_over_between_fits(pair_runs):
+def test_adam_state_carries_over_between_fits(fused):
     """The moments and the step count live in the optimizer: a second fit continues the first, as a
     replay of both epochs with one optimizer does."""
     X, y, _ = _data(30)
@@ -96,56 +108,66 @@ def test_adam_state_carries_over_between_fits(pair_runs):
         np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-15)
 
 
-def test_two_workers_agree_with_one_and_with_themselves(pair_runs, monkeypatch):
-    """Against the one-worker loop: the same to rounding (the two halves of each sum are added at
-    the end). Two runs of it: bit for bit, whatever the chunks fit cuts the epoch into."""
+def test_two_workers_agree_with_one_and_with_themselves(fused):
+    """Against online.py's loop and the loop alone: the same to rounding (the two halves of each sum
+    are added at the end). Two runs on two workers: bit for bit."""
     X, y, _ = _data(60)
     X32 = X.astype(np.float32)  # converted row by row into each worker's workspace
     fits = []
-    for threshold in (0, 10**12, 0):
-        monkeypatch.setattr(online_pair, "MIN_PARAMETERS", threshold)
+    for workers in (2, 0, 1, 2):
+        fused.workers = workers
         net = _net(fb.ReLU())
         hist = net.fit(X32, y, epochs=3, batch_size=1, optimizer=fb.optim.SGD(lr=0.05), verbose=0, seed=1)
         fits.append((net.params.copy(), hist["loss"]))
-    (pair, pair_loss), (one, one_loss), (again, _) = fits
-    np.testing.assert_allclose(pair, one, rtol=1e-12, atol=1e-13)
+    (pair, pair_loss), (one, one_loss), (alone, _), (again, _) = fits
+    for other in (one, alone):
+        np.testing.assert_allclose(pair, other, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(pair_loss, one_loss, rtol=1e-12)
     np.testing.assert_array_equal(pair, again)
+    assert fused.runs.count(2) >= 2 and 1 in fused.runs
 
 
-def test_a_non_finite_loss_stops_before_its_step(pair_runs):
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_non_finite_loss_stops_before_its_step(fused, workers):
     """fit's divergence handling is told the same batch, and finds the same parameters."""
     X, y, _ = _data(30)
     params = {}
-    for name in ("pair", "one"):
+    for count in (workers, 0):
+        fused.workers = count
         net = _net(fb.ReLU())
-        online_pair.MIN_PARAMETERS = 0 if name == "pair" else 10**12
         opt = fb.optim.SGD(lr=1e150)  # the second step's loss overflows
         with pytest.raises(FloatingPointError, match="at epoch 1, batch 2;"):
             net.fit(X, y, epochs=1, batch_size=1, shuffle=False, optimizer=opt, verbose=0)
-        params[name] = net.params.copy()
-    np.testing.assert_allclose(params["pair"], params["one"], rtol=1e-12, atol=1e-13)
-    assert pair_runs
+        params[count] = net.params.copy()
+    np.testing.assert_allclose(params[workers], params[0], rtol=1e-12, atol=1e-13)
+    assert fused.runs
 
 
-def test_when_the_loop_is_used():
+def test_how_many_workers_a_network_gets():
+    rule = online_pair.workers_for  # (layers, parameters, adam, threads)
+    sgd_size, adam_size = online_pair.MIN_LAYER_PARAMETERS, online_pair.MIN_ADAM_LAYER_PARAMETERS
+    assert rule(3, 3 * sgd_size, False, 2) == 2
+    assert rule(3, 3 * sgd_size - 1, False, 2) == 0  # below the layer size where it pays
+    assert rule(3, 3 * adam_size, True, 2) == 2
+    assert rule(3, 3 * adam_size - 1, True, 2) == 0
+    assert rule(1, 10**9, False, 2) == 0  # one layer: too few meetings to order its buffers
+    alone_size = online_pair.MIN_ALONE_ADAM_PARAMETERS
+    assert rule(3, 10**9, False, 1) == 0  # SGD on one thread: online.py's loop is as fast
+    assert rule(3, alone_size, True, 1) == 1 and rule(3, alone_size - 1, True, 1) == 0
+    # workers() applies it to a network and fastbp's thread count.
     li = _net(fb.ReLU())._li
-    params = np.zeros(online_pair.MIN_PARAMETERS)
-    two = fb.get_num_threads() >= 2
-    assert online_pair.wanted(li, params) == two
-    assert not online_pair.wanted(li, params[:-1])  # below the size where it pays
-    assert online_pair.wanted(li, params[: online_pair.MIN_ADAM_PARAMETERS], adam=True) == two
-    assert not online_pair.wanted(li, params[: online_pair.MIN_ADAM_PARAMETERS - 1], adam=True)
-    assert not online_pair.wanted(li[:1], params)  # one layer: too few meetings to order its buffers
+    params = np.zeros(max(2 * sgd_size, alone_size))
     before = fb.get_num_threads()
-    fb.set_num_threads(1)
     try:
-        assert not online_pair.wanted(li, params)
+        for threads in (1, 2):
+            fb.set_num_threads(threads)
+            for adam in (False, True):
+                assert online_pair.workers(li, params, adam) == rule(li.shape[0], params.size, adam, threads)
     finally:
         fb.set_num_threads(before)
 
 
-def test_only_rules_it_folds_in_take_it(pair_runs):
+def test_only_rules_it_folds_in_take_it(fused):
     X, y, _ = _data(20)
     others = (
         fb.optim.SGD(lr=0.05, momentum=0.9),
@@ -160,13 +182,13 @@ def test_only_rules_it_folds_in_take_it(pair_runs):
         penalized = _net(fb.ReLU())
         penalized.l2 = 0.01
         penalized.fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0)
-    assert pair_runs == []
+    assert fused.runs == []
     for opt in (sgd(), fb.optim.Adam(lr=0.01), fb.optim.AdamW(lr=0.01)):
         _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=1, optimizer=opt, verbose=0)
-    assert len(pair_runs) >= 3
+    assert len(fused.runs) >= 3
 
 
-def test_fits_from_several_threads_at_once(pair_runs):
+def test_fits_from_several_threads_at_once(fused):
     """Four workers on however many cores: each waiting worker yields its core, so all finish, and
     each fit is the one it would be alone."""
     X, y, _ = _data(80)
@@ -208,7 +230,7 @@ def test_a_failing_worker_stops_its_partner_and_raises():
     code = """
         import numpy as np, fastbp as fb
         from fastbp._kernels.cpu import online_pair
-        online_pair.MIN_PARAMETERS = 0
+        online_pair.MIN_LAYER_PARAMETERS = 0
         online_pair.threads.get_num_threads = lambda: 2
         compiled = online_pair.pair_worker
 
@@ -247,11 +269,11 @@ def _two_worker_fit(queue=None):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX")
-def test_a_process_forked_after_a_two_worker_fit_trains_the_same(pair_runs):
+def test_a_process_forked_after_a_two_worker_fit_trains_the_same(fused):
     """The workers are plain threads, joined at the end of each run: nothing like OpenMP's pool is
     left for a forked child to trip on."""
     expected = _two_worker_fit()
-    assert pair_runs
+    assert fused.runs
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_two_worker_fit, args=(queue,))
@@ -263,7 +285,7 @@ def test_a_process_forked_after_a_two_worker_fit_trains_the_same(pair_runs):
 
 
 @pytest.mark.parametrize("make_opt", [sgd, lambda: fb.optim.Adam(lr=0.01)])
-def test_the_result_does_not_depend_on_how_fit_cuts_the_epoch(pair_runs, monkeypatch, make_opt):
+def test_the_result_does_not_depend_on_how_fit_cuts_the_epoch(fused, monkeypatch, make_opt):
     """fit sizes its runs of steps by the clock; each run ends with the deferred first-layer update
     applied. One step per run or the whole epoch in one: the same parameters, bit for bit."""
     from fastbp import train
@@ -280,9 +302,9 @@ def test_the_result_does_not_depend_on_how_fit_cuts_the_epoch(pair_runs, monkeyp
     for seconds in (1e-9, 60.0):
         monkeypatch.setattr(train, "CHUNK_SECONDS", seconds)
         net = _net(fb.ReLU())
-        before = len(pair_runs)
+        before = len(fused.runs)
         net.fit(X, y, epochs=2, batch_size=1, optimizer=make_opt(), verbose=0, seed=4)
         fits.append(net.params.copy())
-        runs.append(len(pair_runs) - before)
+        runs.append(len(fused.runs) - before)
     assert runs == [120, 4]  # a run per step; a step, then the rest of the epoch, twice
     np.testing.assert_array_equal(fits[0], fits[1])

@@ -72,12 +72,12 @@ def test_no_numba_allocation_inside_training_steps():
         rng = np.random.default_rng(0)
         X = rng.normal(size=(400, 6)).astype(np.float32)
         Y = rng.integers(0, 3, size=(400, 1)).astype(np.float32)
-        one, two = 10**12, 0  # online_pair.MIN_PARAMETERS: the one-worker or the two-worker loop
+        one, two = 10**12, 0  # online_pair.MIN_LAYER_PARAMETERS: online.py's loop or two workers
         cases = [(32, [fb.Dense(6, 16), fb.ReLU(), fb.Dropout(0.1), fb.Dense(16, 3)], "adam", one),
                  (1, [fb.Dense(6, 16), fb.GELU(), fb.Dense(16, 3)], "sgd", one),
                  (1, [fb.Dense(6, 16), fb.Tanh(), fb.Dense(16, 3)], "adam", one),
                  (1, [fb.Dense(6, 16), fb.ReLU(), fb.Dense(16, 3)], "sgd", two)]
-        for batch, layers, name, online_pair.MIN_PARAMETERS in cases:
+        for batch, layers, name, online_pair.MIN_LAYER_PARAMETERS in cases:
             net = fb.Sequential(*layers, loss="cross_entropy", seed=0)
             net.forward(X[:2])  # starts Numba's runtime, whose counters the test reads
             opt = fb.optim.get(name, lr=1e-3)

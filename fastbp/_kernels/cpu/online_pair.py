@@ -1,5 +1,5 @@
 """Batch 1 with plain SGD or Adam on two cores: the online kernels (online.py) with each layer's W
-split by rows between two workers.
+split by rows between two workers (or, for Adam on one thread, all rows on one: ALONE).
 
 At batch 1 a step is a few passes over W, bound by memory traffic: the MLP's first layer (784 x 256,
 800 KB in float32) does not fit a core's L2 cache and is read and written once a step. Two cores
@@ -53,31 +53,44 @@ from fastbp._kernels.cpu.steps import output_delta, region
 from fastbp._kernels.cpu.views import raw_view
 from fastbp._kernels.jit import FALSE, is_finite, njit
 
-# Used from this many parameters on (plain SGD; Adam), with two threads or more
-# (fastbp.set_num_threads). Whatever the length of the run (a helper thread starts per run, ~0.1 ms):
-# fit sizes its runs by the clock, and a choice by length would make a fit's result (to rounding)
-# depend on the machine's load. Measured against one worker at batch 1 (bench/runs/2026-12-01c):
-# SGD pays on the MLP of bench/peers.py (235,146 parameters: 1.38x), not on its small (17,226) and
-# deep (42,250) nets (0.83x, 0.72x), whose steps are too short for their meetings; Adam, whose pass
-# over the moments is most of a step, pays from the 100-100-50-10 net (15,660: 1.20x) on (small
-# 1.18x, deep 1.35x, MLP 1.86-2.08x) and not at 64-64-10 (4,810: 0.83x).
-MIN_PARAMETERS = 100_000
-MIN_ADAM_PARAMETERS = 10_000
+# Two workers, with two threads or more (fastbp.set_num_threads), from this many parameters per layer
+# on (the mean over the layers: each layer's sweep is what the two split, and each layer costs two
+# meetings); plain SGD, then Adam. With one thread, Adam from MIN_ALONE_ADAM_PARAMETERS parameters on
+# runs these sweeps on one worker (ALONE). Whatever the length of the run (a helper thread starts per
+# run, ~0.1 ms): fit sizes its runs by the clock, and a choice by length would make a fit's result
+# (to rounding) depend on the machine's load. Measured at batch 1 against online.py's loop (whose
+# Adam writes dW, then takes optim's pass), bench/runs/2026-12-01c/fused_workers.txt, parameters per
+# layer in brackets: SGD on two workers 1.46x on the MLP of bench/peers.py (78,382), 1.62x on
+# 300-300-10 (46,655); 1.03x, 1.05x on its small net (5,742) and 100-100-50-10 (5,220); 0.85x on its
+# deep net (4,225), 0.70x on 64-64-10 (2,405). Adam on two workers 2.30x, 1.65x, 1.38x, 1.30x, 1.33x,
+# and 0.92x on 64-64-10. Adam alone 1.26x on the MLP (1.22-1.30x in other runs), 0.93-1.15x on the rest.
+MIN_LAYER_PARAMETERS = 20_000
+MIN_ADAM_LAYER_PARAMETERS = 3_000
+MIN_ALONE_ADAM_PARAMETERS = 90_000
 
 # Exchange buffer pieces per layer (columns of the offsets array).
 _SHARE0, _SHARE1, _SCRATCH0, _SCRATCH1, _DELTA = range(5)
+ALONE = -1  # pair_worker's worker index for one worker doing all the rows, meeting nobody
 _NO_FACTORS = (0.0,) * 10  # _adam_factors' place in an SGD run
 _ALIGN = 16  # elements: every piece starts on a 64-byte line in float32 (two lines apart in float64)
 
 
-def wanted(li, params, adam=False) -> bool:
-    """Whether batch-1 steps of this network with plain SGD (adam: with Adam) take the two-worker loop."""
-    return bool(
-        not numba.config.DISABLE_JIT
-        and li.shape[0] >= 2
-        and params.size >= (MIN_ADAM_PARAMETERS if adam else MIN_PARAMETERS)
-        and threads.get_num_threads() >= 2
-    )
+def workers(li, params, adam=False) -> int:
+    """How many workers run this network's batch-1 steps with plain SGD (adam: with Adam, AdamW) in
+    the loop here: 2, 1 (ALONE) or 0 (none: online.py's loop runs them)."""
+    if numba.config.DISABLE_JIT:
+        return 0
+    return workers_for(li.shape[0], params.size, adam, threads.get_num_threads())
+
+
+def workers_for(n_layers: int, n_params: int, adam: bool, n_threads: int) -> int:
+    """workers' rule, from the counts alone."""
+    if n_layers < 2:  # one layer: too few meetings to order the workers' shared buffers
+        return 0
+    if n_threads >= 2:
+        least = MIN_ADAM_LAYER_PARAMETERS if adam else MIN_LAYER_PARAMETERS
+        return 2 if n_params / n_layers >= least else 0
+    return 1 if adam and n_params >= MIN_ALONE_ADAM_PARAMETERS else 0
 
 
 def exchange_buffers(li, dtype):
@@ -116,7 +129,7 @@ def worker_arguments(li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample
 
 
 def train_pair(*args):
-    """online_steps' run on two workers, for plain SGD or Adam (fusable: see train.pair_runs):
+    """online_steps' run on two workers, for plain SGD or Adam (fusable: see train.fused_workers):
     online_steps' arguments up to batch_correct less l1, l2, grads, batch_size, scalars, seed and
     max_norm, then the loss's entry; the same return value. Raises what a worker raised (the other
     is stopped through sync.ABORT, so that neither waits forever)."""
@@ -144,10 +157,18 @@ def train_pair(*args):
     return done
 
 
+def train_alone(*args):
+    """train_pair's run on one worker, in the calling thread: the same sweeps, nobody to meet."""
+    first, _, _ = worker_arguments(*args)
+    return pair_worker(ALONE, *first[1:])
+
+
 @njit(inline="always")
 def _rows(worker, n):
-    """The rows of an n-row W that `worker` owns."""
+    """The rows of an n-row W that `worker` owns (ALONE: all of them)."""
     half = n // 2
+    if worker == ALONE:
+        return (0, n)
     return (0, half) if worker == 0 else (half, n)
 
 
@@ -178,6 +199,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
     Returns the number of steps done (fewer at a non-finite loss, with that step not taken), or -1
     when stopped through sync.ABORT."""
     t = params.dtype.type
+    own = max(worker, 0)  # whose exchange pieces; ALONE writes worker 0's, and worker 1's stay 0
     adam = kind != SGD
     M, V = slots[0], slots[1 if adam else 0]  # the moments (SGD's slots are empty, unused)
     capacity = ws.size // gu[P.TOTAL_UNITS]
@@ -202,7 +224,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
             n_out = li[layer, P.N_OUT]
             r0, r1 = _rows(worker, li[layer, P.N_IN])
             W = _block(params, li, layer, r0, r1)
-            share = raw_view(exchange, offsets[layer, _SHARE0 + worker], (n_out,))
+            share = raw_view(exchange, offsets[layer, _SHARE0 + own], (n_out,))
             share[:] = 0
             if layer == 0 and k > 0:
                 d = region(ws, capacity, gu[P.DELTA0_UNIT], 1, n_out)[0]
@@ -215,7 +237,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
             else:
                 accumulate_rows(a[r0:r1], W, share)
             meeting += 1
-            if not sync.meet(flags, worker, meeting):
+            if worker != ALONE and not sync.meet(flags, worker, meeting):
                 return -1
             Z = region(ws, capacity, li[layer, P.Z_UNIT], 1, n_out)
             A = region(ws, capacity, li[layer, P.A_UNIT], 1, n_out)
@@ -229,7 +251,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
             a = A[0]
         out = region(ws, capacity, li[n_layers - 1, P.A_UNIT], 1, li[n_layers - 1, P.N_OUT])
         loss = loss_and_output_grad_at(loss_fn, loss_param, out, Yb, Wb, output_delta(li, gu, ws, 1))
-        if worker == 0:
+        if own == 0:
             batch_losses[k] = loss
             batch_correct[k] = count_correct(loss_code, out, Yb)
         if not is_finite(loss):  # both workers see the same loss
@@ -243,7 +265,7 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
             G = region(ws, capacity, here, 1, n_out)
             Z = region(ws, capacity, li[layer, P.Z_UNIT], 1, n_out)
             A = region(ws, capacity, li[layer, P.A_UNIT], 1, n_out)
-            scratch = raw_view(exchange, offsets[layer, _SCRATCH0 + worker], (n_out,))
+            scratch = raw_view(exchange, offsets[layer, _SCRATCH0 + own], (n_out,))
             activation_backward(li[layer, P.BACKWARD_FN], lf[layer, P.ACT_PARAM], Z, A, G, G, FALSE, scratch)
             d = G[0]
             if layer > 0:
@@ -257,11 +279,11 @@ def pair_worker(worker, ws, li, lf, gu, loss_code, loss_param, params, exchange,
                 else:
                     delta_and_update_rows(W, d, step, a_prev[r0:r1], delta[r0:r1])
                 meeting += 1
-                if not sync.meet(flags, worker, meeting):
+                if worker != ALONE and not sync.meet(flags, worker, meeting):
                     return -1
                 g_prev = region(ws, capacity, there, 1, rows_in)[0]
                 g_prev[:] = delta
-            if worker == 0:
+            if own == 0:
                 b = _bias(params, li, layer)
                 if adam:
                     adam_row(b, _bias(M, li, layer), _bias(V, li, layer), d, adam_k, t(1))

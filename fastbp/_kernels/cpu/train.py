@@ -72,9 +72,11 @@ def train_steps(
     if loop is online_steps and X.dtype != params.dtype and ws.size // gu[P.TOTAL_UNITS] < 2:
         # It converts each sample into one of two rows of the input region (see online_steps).
         raise ValueError("the batch-1 loop on data of another dtype needs a workspace of two rows or more")
-    if pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm):
+    workers = fused_workers(loop, li, params, kind, hyper, l1, l2, max_norm)
+    if workers:
+        run = online_pair.train_pair if workers == 2 else online_pair.train_alone
         loss_fn = losses.entry_address(loss_code, params.dtype)
-        return online_pair.train_pair(
+        return run(
             li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
             lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn,
         )  # fmt: skip
@@ -86,13 +88,14 @@ def train_steps(
     )  # fmt: skip
 
 
-def pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm) -> bool:
-    """Whether train_steps hands `loop`'s run to the two-worker batch-1 loop (online_pair.py): plain
-    SGD, or Adam / AdamW without amsgrad, penalty or clipping (each folded into the sweeps)."""
+def fused_workers(loop, li, params, kind, hyper, l1, l2, max_norm) -> int:
+    """How many workers of online_pair.py's loop train_steps hands `loop`'s run to (0: none): plain
+    SGD, or Adam / AdamW without amsgrad, penalty or clipping (each folded into its sweeps)."""
     plain_adam = (kind == optim.ADAM or kind == optim.ADAMW) and hyper[4] == 0.0
     plain_adam = bool(plain_adam and l1 == 0.0 and l2 == 0.0 and max_norm == 0.0)
-    fusable = plain_step(kind, hyper, l1, l2, max_norm) or plain_adam
-    return loop is online_steps and fusable and online_pair.wanted(li, params, plain_adam)
+    if loop is not online_steps or not (plain_step(kind, hyper, l1, l2, max_norm) or plain_adam):
+        return 0
+    return online_pair.workers(li, params, plain_adam)
 
 
 def first_call(
@@ -103,7 +106,7 @@ def first_call(
     """The compiled function train_steps calls with these arguments, and what it passes: for a
     notice before a call that compiles (fastbp._kernels.cache.will_compile)."""
     loop = loop_for(li, batch_size)
-    if pair_runs(loop, li, params, kind, hyper, l1, l2, max_norm):
+    if fused_workers(loop, li, params, kind, hyper, l1, l2, max_norm):
         loss_fn = losses.entry_address(loss_code, params.dtype)
         first, _, _ = online_pair.worker_arguments(
             li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
