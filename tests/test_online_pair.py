@@ -308,3 +308,21 @@ def test_the_result_does_not_depend_on_how_fit_cuts_the_epoch(fused, monkeypatch
         runs.append(len(fused.runs) - before)
     assert runs == [120, 4]  # a run per step; a step, then the rest of the epoch, twice
     np.testing.assert_array_equal(fits[0], fits[1])
+
+
+def test_without_a_helper_thread_the_run_goes_alone(fused, monkeypatch):
+    """A process that cannot start another thread still trains: the sweeps run on one worker."""
+    X, y, _ = _data(30)
+    expected = _net(fb.ReLU())
+    fused.workers = 1
+    expected.fit(X, y, epochs=1, batch_size=1, optimizer=sgd(), verbose=0, seed=3)
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    fused.workers = 2
+    net = _net(fb.ReLU())
+    net.fit(X, y, epochs=1, batch_size=1, optimizer=sgd(), verbose=0, seed=3)
+    assert 2 in fused.runs
+    np.testing.assert_array_equal(net.params, expected.params)

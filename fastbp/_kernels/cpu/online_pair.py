@@ -144,7 +144,10 @@ def train_pair(*args):
             flags[sync.ABORT] = 1
 
     helper = threading.Thread(target=partner, name="fastbp-batch1-partner", daemon=True)
-    helper.start()
+    try:
+        helper.start()
+    except RuntimeError:  # no thread to be had (a process at its limit): the same sweeps, alone
+        return pair_worker(ALONE, *first[1:])
     try:
         done = pair_worker(*first)
     except BaseException:
