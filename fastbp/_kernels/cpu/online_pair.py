@@ -62,7 +62,7 @@ from fastbp._kernels.jit import FALSE, is_finite, njit
 # Adam writes dW, then takes optim's pass), bench/runs/2026-12-01c/fused_workers.txt, parameters per
 # layer in brackets: SGD on two workers 1.46x on the MLP of bench/peers.py (78,382), 1.62x on
 # 300-300-10 (46,655); 1.03x, 1.05x on its small net (5,742) and 100-100-50-10 (5,220); 0.85x on its
-# deep net (4,225), 0.70x on 64-64-10 (2,405). Adam on two workers 2.30x, 1.65x, 1.38x, 1.30x, 1.33x,
+# deep net (3,841), 0.70x on 64-64-10 (2,405). Adam on two workers 2.30x, 1.65x, 1.38x, 1.30x, 1.33x,
 # and 0.92x on 64-64-10. Adam alone 1.26x on the MLP (1.22-1.30x in other runs), 0.93-1.15x on the rest.
 MIN_LAYER_PARAMETERS = 20_000
 MIN_ADAM_LAYER_PARAMETERS = 3_000
