@@ -2,11 +2,11 @@
 split by rows between two workers (or, for Adam on one thread, all rows on one: ALONE).
 
 At batch 1 a step is a few passes over W, bound by memory traffic: the MLP's first layer (784 x 256,
-800 KB in float32) does not fit a core's L2 cache and is read and written once a step. Two cores
-each sweeping half of it reach twice the bandwidth. Worker w owns rows [r0, r1) of every layer's W,
-a contiguous block of memory. Split by columns instead (each worker its own cache lines of every
-row), the sweep ran at 0.61x one core's speed at best and 0.15x at worst, the cores' prefetchers
-fetching each other's lines; by rows, 1.97x (bench/runs/2026-12-01c/pair_split.txt). Per sample:
+800 KB in float32) does not fit a core's 512 KB L2 cache and is read and written once a step; a half
+of it does. Worker w owns rows [r0, r1) of every layer's W, a contiguous block of memory: the sweep
+over the first layer so split ran 1.97x one core's speed. Split by columns instead (each worker its
+own cache lines of every row), it ran 0.61x at best and 0.15x at worst, the cores' prefetchers
+fetching each other's lines (bench/runs/2026-12-01c/pair_split.txt). Per sample:
 
 - forward, layer by layer: each worker sums its rows' share of z = a @ W (after applying its rows'
   deferred first-layer update, as online.py does) into its own exchange buffer; they meet; each adds
