@@ -4,8 +4,8 @@ With an empty Numba cache a first fit spends 12-14 s compiling (bench/compile_ti
 image build, an install step or a CI job can pay that here instead, so that the user's first fit
 loads the kernels from the cache (under a second). One compiled version per dtype serves every
 architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch and batch-1
-loops (each for data of either float dtype: fit trains on float data where it lies, converting
-each batch or sample), the forward pass of predict and evaluate, and loss_and_grad; and the entry
+loops, and batch 1's fused loop of larger networks (online_pair.py), each for data of either float
+dtype (fit trains on float data where it lies, converting each batch or sample), the forward pass of predict and evaluate, and loss_and_grad; and the entry
 points of every activation, loss, optimizer rule and matrix product, the fused SGD pass, the weight
 penalty and dropout (each compiled on its own when a fit first uses it: indirect.py). The kernels land
 where Numba's cache is (NUMBA_CACHE_DIR, else __pycache__ beside fastbp's sources, which must be writable).
@@ -33,7 +33,7 @@ def _tiny_data(dtype):
 
 def _network_parts(dtype) -> None:
     from fastbp import layers
-    from fastbp._kernels.cpu import activations, blas, losses, optim, steps
+    from fastbp._kernels.cpu import activations, blas, losses, online_pair, optim, steps
     from fastbp.network import Sequential
 
     for code in range(len(activations.ENTRIES)):
@@ -54,6 +54,10 @@ def _network_parts(dtype) -> None:
     for data in (X, X.astype(other)):  # fit trains on data of either float dtype where it lies
         net.fit(data, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop
         net.fit(data, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)  # the batch-1 loop
+        # The fused batch-1 loop of larger networks (online_pair.py), ~10 s cold: one worker
+        # compiles the function both worker counts run.
+        with online_pair.forcing(1):
+            net.fit(data, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)
     net.evaluate(X, y)  # predict's forward pass, the loss and the penalty
     net.loss_and_grad(X, y)  # one pass without an update (gradcheck, custom loops)
 

@@ -217,15 +217,16 @@ def test_compile_reports_each_part(capsys):
 
 _PRECOMPILED = """
 import fastbp as fb
-from fastbp._kernels.cpu import steps, train
+from fastbp._kernels.cpu import online_pair, steps, train
 fb.precompile("float64")
 # Where each kernel takes the flat parameters, whose dtype is the network's.
-kernels = ((train.batch_steps, 7), (train.online_steps, 7), (steps.forward, 3), (steps.loss_and_grad, 7))
+kernels = ((train.batch_steps, 7), (train.online_steps, 7), (online_pair.pair_worker, 7), (steps.forward, 3),
+           (steps.loss_and_grad, 7))
 for kernel, params in kernels:
     print(any(str(sig[params]) == "array(float64, 1d, C)" for sig in kernel.signatures))
-# Both loops also for float32 data (X is their 10th argument), which fit trains on where it lies.
-for loop in (train.batch_steps, train.online_steps):
-    data_types = {str(sig[10]) for sig in loop.signatures}
+# The loops also for float32 data (X is their 10th or 11th argument), which fit trains on where it lies.
+for loop, x in ((train.batch_steps, 10), (train.online_steps, 10), (online_pair.pair_worker, 11)):
+    data_types = {str(sig[x]) for sig in loop.signatures}
     print(data_types >= {"array(float32, 2d, C)", "array(float64, 2d, C)"})
 # The entry points of every activation, loss, optimizer rule and product, the fused SGD pass, the
 # penalty and dropout, compiled on their own (indirect.py), for float64.
@@ -245,13 +246,14 @@ print(len(products) == 8 and names == products | {"backward_sgd_entry", "penalty
 
 def test_precompile_runs_every_loop_a_network_uses():
     """In a fresh process, so the signatures can only come from precompile's own calls: the
-    mini-batch and batch-1 loops (each for data of both float dtypes), predict's forward pass and
+    mini-batch and batch-1 loops (each for data of both float dtypes; batch 1's fused loop of larger
+    networks too), predict's forward pass and
     loss_and_grad, and the entry points of
     every activation, loss, optimizer rule and matrix product, the fused SGD pass, the penalty and
     dropout, in the dtype asked."""
     done = subprocess.run([sys.executable, "-c", _PRECOMPILED], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True"] * 10
+    assert done.stdout.split() == ["True"] * 12
 
 
 def test_precompile_rejects_other_dtypes():

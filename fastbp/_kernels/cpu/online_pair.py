@@ -30,6 +30,7 @@ both release the GIL. The sums of the two shares round differently from one work
 here and on one thread agree to rounding, not bit for bit; two fits here agree bit for bit.
 """
 
+import contextlib
 import threading
 
 import numba
@@ -75,12 +76,30 @@ _NO_FACTORS = (0.0,) * 10  # _adam_factors' place in an SGD run
 _ALIGN = 16  # elements: every piece starts on a 64-byte line in float32 (two lines apart in float64)
 
 
+_forced = None  # a worker count that every run this loop can take gets instead of the rule's (forcing)
+
+
 def workers(li, params, adam=False) -> int:
     """How many workers run this network's batch-1 steps with plain SGD (adam: with Adam, AdamW) in
     the loop here: 2, 1 (ALONE) or 0 (none: online.py's loop runs them)."""
     if numba.config.DISABLE_JIT:
         return 0
+    if _forced is not None and li.shape[0] >= 2:
+        return _forced
     return workers_for(li.shape[0], params.size, adam, threads.get_num_threads())
+
+
+@contextlib.contextmanager
+def forcing(count: int):
+    """Within it, every plain-SGD or Adam batch-1 run of a network of two layers or more takes
+    `count` workers (0, 1 or 2), whatever its size: for fastbp.precompile, which compiles this loop
+    on a tiny network. Process-wide: fits in other threads meanwhile are forced too."""
+    global _forced
+    previous, _forced = _forced, count
+    try:
+        yield
+    finally:
+        _forced = previous
 
 
 def workers_for(n_layers: int, n_params: int, adam: bool, n_threads: int) -> int:
