@@ -5,10 +5,11 @@ image build, an install step or a CI job can pay that here instead, so that the 
 loads the kernels from the cache (under a second). One compiled version per dtype serves every
 architecture, loss and optimizer, so a few tiny fits cover every network: the mini-batch and batch-1
 loops, and batch 1's fused loop of larger networks (online_pair.py), each for data of either float
-dtype (fit trains on float data where it lies, converting each batch or sample), the forward pass of predict and evaluate, and loss_and_grad; and the entry
-points of every activation, loss, optimizer rule and matrix product, the fused SGD pass, the weight
-penalty and dropout (each compiled on its own when a fit first uses it: indirect.py). The kernels land
-where Numba's cache is (NUMBA_CACHE_DIR, else __pycache__ beside fastbp's sources, which must be writable).
+dtype (fit trains on float data where it lies, converting each batch or sample), the forward pass
+of predict and evaluate, and loss_and_grad; and the entry points of every activation, loss,
+optimizer rule and matrix product, the fused SGD pass, the weight penalty and dropout (each
+compiled on its own when a fit first uses it: indirect.py). The kernels land where Numba's cache is
+(NUMBA_CACHE_DIR, else __pycache__ beside fastbp's sources, which must be writable).
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ def _network_parts(dtype) -> None:
     for data in (X, X.astype(other)):  # fit trains on data of either float dtype where it lies
         net.fit(data, y, epochs=1, batch_size=4, verbose=0)  # the mini-batch loop
         net.fit(data, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)  # the batch-1 loop
-        # The fused batch-1 loop of larger networks (online_pair.py), ~10 s cold: one worker
-        # compiles the function both worker counts run.
+        # The fused batch-1 loop of larger networks (online_pair.py), one per rule, 5-8 s each
+        # cold: one worker compiles the function both worker counts run.
         with online_pair.forcing(1):
-            net.fit(data, y, epochs=1, batch_size=1, optimizer="sgd", verbose=0)
+            for rule in ("sgd", "adam"):
+                net.fit(data, y, epochs=1, batch_size=1, optimizer=rule, verbose=0)
     net.evaluate(X, y)  # predict's forward pass, the loss and the penalty
     net.loss_and_grad(X, y)  # one pass without an update (gradcheck, custom loops)
 

@@ -220,12 +220,13 @@ import fastbp as fb
 from fastbp._kernels.cpu import online_pair, steps, train
 fb.precompile("float64")
 # Where each kernel takes the flat parameters, whose dtype is the network's.
-kernels = ((train.batch_steps, 7), (train.online_steps, 7), (online_pair.pair_worker, 7), (steps.forward, 3),
-           (steps.loss_and_grad, 7))
+kernels = ((train.batch_steps, 7), (train.online_steps, 7), (online_pair.SGD_WORKER, 7),
+           (online_pair.ADAM_WORKER, 7), (steps.forward, 3), (steps.loss_and_grad, 7))
 for kernel, params in kernels:
     print(any(str(sig[params]) == "array(float64, 1d, C)" for sig in kernel.signatures))
 # The loops also for float32 data (X is their 10th or 11th argument), which fit trains on where it lies.
-for loop, x in ((train.batch_steps, 10), (train.online_steps, 10), (online_pair.pair_worker, 11)):
+workers = (online_pair.SGD_WORKER, 11), (online_pair.ADAM_WORKER, 11)
+for loop, x in ((train.batch_steps, 10), (train.online_steps, 10)) + workers:
     data_types = {str(sig[x]) for sig in loop.signatures}
     print(data_types >= {"array(float32, 2d, C)", "array(float64, 2d, C)"})
 # The entry points of every activation, loss, optimizer rule and product, the fused SGD pass, the
@@ -253,7 +254,7 @@ def test_precompile_runs_every_loop_a_network_uses():
     dropout, in the dtype asked."""
     done = subprocess.run([sys.executable, "-c", _PRECOMPILED], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True"] * 12
+    assert done.stdout.split() == ["True"] * 14
 
 
 def test_precompile_rejects_other_dtypes():

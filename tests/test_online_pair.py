@@ -232,14 +232,19 @@ def test_a_failing_worker_stops_its_partner_and_raises():
         from fastbp._kernels.cpu import online_pair
         online_pair.MIN_LAYER_PARAMETERS = 0
         online_pair.threads.get_num_threads = lambda: 2
-        compiled = online_pair.pair_worker
+        compiled_for = online_pair.worker_for
 
-        def worker(*args):
-            if args[0] == 1:
-                raise RuntimeError("worker 1 failed")
-            return compiled(*args)
+        def worker_for(kind):
+            compiled = compiled_for(kind)
 
-        online_pair.pair_worker = worker
+            def worker(*args):
+                if args[0] == 1:
+                    raise RuntimeError("worker 1 failed")
+                return compiled(*args)
+
+            return worker
+
+        online_pair.worker_for = worker_for
         X = np.random.default_rng(0).normal(size=(20, 6)); y = np.arange(20) % 3
         net = fb.Sequential(fb.Dense(6, 9), fb.ReLU(), fb.Dense(9, 3), loss="cross_entropy", seed=0)
         before = net.params.copy()

@@ -108,11 +108,11 @@ def first_call(
     loop = loop_for(li, batch_size)
     if fused_workers(loop, li, params, kind, hyper, l1, l2, max_norm):
         loss_fn = losses.entry_address(loss_code, params.dtype)
-        first, _, _ = online_pair.worker_arguments(
+        first, _, _, worker = online_pair.worker_arguments(
             li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
             lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn,
         )  # fmt: skip
-        return online_pair.pair_worker, first
+        return worker, first
     args = (
         li, lf, gu, loss_code, loss_param, l1, l2, params, grads, ws, X, Y, sample_weight, perm, batch_size,
         first_batch, n_batches, lrs, kind, slots, scalars, hyper, step0, seed, max_norm, batch_losses,
