@@ -135,16 +135,17 @@ def aligned_zeros(size, dtype):
 
 def worker_arguments(li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm,
                      first_batch, n_batches, lrs, kind, slots, hyper, step0, batch_losses, batch_correct,
-                     loss_fn):  # fmt: skip
-    """pair_worker's arguments for worker 0 (in ws) and worker 1 (in a workspace of its own), the
-    flags they meet through, and the pair_worker for the rule (worker_for)."""
+                     loss_fn, partner=True):  # fmt: skip
+    """pair_worker's arguments for worker 0 (in ws) and worker 1 (in a workspace of its own; None
+    without a partner), the flags they meet through, and the pair_worker for the rule (worker_for)."""
     exchange, offsets = exchange_buffers(li, params.dtype)
     flags = np.zeros(sync.FLAG_WORDS, np.int64)
     shared = (
         li, lf, gu, loss_code, loss_param, params, exchange, offsets, flags, X, Y, sample_weight, perm,
         first_batch, n_batches, lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn,
     )  # fmt: skip
-    return (0, ws) + shared, (1, aligned_zeros(ws.size, ws.dtype)) + shared, flags, worker_for(kind)
+    second = (1, aligned_zeros(ws.size, ws.dtype)) + shared if partner else None
+    return (0, ws) + shared, second, flags, worker_for(kind)
 
 
 def train_pair(*args):
@@ -181,7 +182,7 @@ def train_pair(*args):
 
 def train_alone(*args):
     """train_pair's run on one worker, in the calling thread: the same sweeps, nobody to meet."""
-    first, _, _, pair_worker = worker_arguments(*args)
+    first, _, _, pair_worker = worker_arguments(*args, partner=False)
     return pair_worker(ALONE, *first[1:])
 
 

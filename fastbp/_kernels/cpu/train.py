@@ -110,7 +110,7 @@ def first_call(
         loss_fn = losses.entry_address(loss_code, params.dtype)
         first, _, _, worker = online_pair.worker_arguments(
             li, lf, gu, loss_code, loss_param, params, ws, X, Y, sample_weight, perm, first_batch, n_batches,
-            lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn,
+            lrs, kind, slots, hyper, step0, batch_losses, batch_correct, loss_fn, partner=False,
         )  # fmt: skip
         return worker, first
     args = (
