@@ -23,7 +23,7 @@ from fastbp._kernels.cpu.optim import _adam_factors, _adam_range
 from fastbp._kernels.cpu.steps import loss_and_grad
 from fastbp._kernels.cpu.sync import load_acquire, spin_pause, store_release, yield_core
 from fastbp._kernels.cpu.views import raw_view
-from fastbp._kernels.jit import njit
+from fastbp._kernels.jit import TRUE, njit
 
 REQUEST, DONE = 0, 16  # counters 128 bytes apart
 LR = 1e-3
@@ -31,14 +31,18 @@ HYPER = np.array([0.9, 0.999, 1e-8, 0.0, 0.0, 0.0])  # betas, eps, weight decay,
 
 
 @njit
-def steps(li, lf, gu, params, grads, ws, X, Y, batch, slots, flags, split, step0):
-    """Every batch of X: loss_and_grad, then Adam's pass; split > 0 hands [split, n) to the helper."""
+def steps(li, lf, gu, params, grads, ws, X, Y, batch, slots, flags, split, step0, loss_code, seed):
+    """Every batch of X: loss_and_grad, then Adam's pass; split > 0 hands [split, n) to the helper.
+    Flags and codes come as plain values (jit.TRUE; loss_code and seed from Python): a literal True
+    or 0 here compiled, and cached, another forward pass."""
     n = params.size
     no_weights = X[0, :0]
     for k in range(X.shape[0] // batch):
         Xb = raw_view(X.reshape(-1), k * batch * X.shape[1], (batch, X.shape[1]))
         Yb = raw_view(Y.reshape(-1), k * batch * Y.shape[1], (batch, Y.shape[1]))
-        loss_and_grad(li, lf, gu, 0, 0.0, 0.0, 0.0, params, grads, ws, Xb, Yb, no_weights, batch, True, 0, k)
+        loss_and_grad(
+            li, lf, gu, loss_code, 0.0, 0.0, 0.0, params, grads, ws, Xb, Yb, no_weights, batch, TRUE, seed, k
+        )
         step = step0 + k + 1
         c = _adam_factors(False, HYPER, step, LR, 1.0)
         if split == 0:
@@ -93,7 +97,19 @@ class Run:
         tick = time.perf_counter()
         plan = (net._li, net._lf, net._gu)
         data = (self.X, self.Y, self.batch)
-        steps(*plan, net.params, net.grads, ws, *data, self.slots, flags, self.split, self.step)
+        steps(
+            *plan,
+            net.params,
+            net.grads,
+            ws,
+            *data,
+            self.slots,
+            flags,
+            self.split,
+            self.step,
+            net.loss.code,
+            0,
+        )
         elapsed = time.perf_counter() - tick
         if thread is not None:
             flags[REQUEST] = -1
