@@ -331,3 +331,41 @@ def test_without_a_helper_thread_the_run_goes_alone(fused, monkeypatch):
     net.fit(X, y, epochs=1, batch_size=1, optimizer=sgd(), verbose=0, seed=3)
     assert 2 in fused.runs
     np.testing.assert_array_equal(net.params, expected.params)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or online_pair.current_cpu() is None, reason="Linux with glibc"
+)
+def test_the_partner_moves_off_the_calling_threads_cpu_and_keeps_its_cpu_set():
+    """A new thread may start on its parent's CPU; the partner moves itself elsewhere (when its CPU
+    set has another), and leaves its CPU set as it found it."""
+    allowed = os.sched_getaffinity(0)
+    here = online_pair.current_cpu()
+    seen = {}
+
+    def partner():
+        online_pair.move_off(here)
+        seen["cpu"] = online_pair.current_cpu()
+        seen["allowed"] = os.sched_getaffinity(0)
+        online_pair.move_off(max(allowed) + 1)  # a CPU outside the set: nothing to do
+        online_pair.move_off(None)  # not known: nothing to do
+        seen["allowed after"] = os.sched_getaffinity(0)
+
+    helper = threading.Thread(target=partner)
+    helper.start()
+    helper.join()
+    assert seen["allowed"] == seen["allowed after"] == allowed
+    if len(allowed) > 1:
+        assert seen["cpu"] != here
+
+
+def test_a_two_worker_run_moves_its_partner_off_the_callers_cpu(fused, monkeypatch):
+    """train_pair's helper thread is placed away from the CPU the calling thread was on."""
+    moves = []
+    monkeypatch.setattr(online_pair, "current_cpu", lambda: 12345)
+    monkeypatch.setattr(online_pair, "move_off", lambda cpu: moves.append((cpu, threading.get_ident())))
+    X, y, _ = _data(30)
+    _net(fb.ReLU()).fit(X, y, epochs=1, batch_size=1, optimizer=sgd(), verbose=0, seed=3)
+    runs = fused.runs.count(2)
+    assert runs >= 1 and len(moves) == runs
+    assert all(cpu == 12345 and ident != threading.get_ident() for cpu, ident in moves)

@@ -31,6 +31,8 @@ here and on one thread agree to rounding, not bit for bit; two fits here agree b
 """
 
 import contextlib
+import ctypes
+import os
 import threading
 
 import numba
@@ -155,9 +157,11 @@ def train_pair(*args):
     is stopped through sync.ABORT, so that neither waits forever)."""
     first, second, flags, pair_worker = worker_arguments(*args)
     failures = []
+    here = current_cpu()
 
     def partner():
         try:
+            move_off(here)
             pair_worker(*second)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
             failures.append(exc)
@@ -178,6 +182,46 @@ def train_pair(*args):
     if failures:
         raise failures[0]
     return done
+
+
+# A new thread often starts on its parent's CPU (seen after the process idled, or after work on one
+# core), and Linux's load balancer moves it to the idle core only milliseconds later; meanwhile the
+# two workers share one core, meeting through sched_yield. So the partner first moves itself off the
+# calling thread's CPU, then gives the scheduler back the whole of the process's CPU set. The first
+# fit of an epoch at batch 1 after 0.5 s idle, median of 10, before / after: small net with Adam
+# 74 / 14 ms (hot: 12-13 ms), MLP with SGD 64 / 25 ms, deep net with Adam 68 / 37 ms, MLP with Adam
+# 136 / 111 ms; right after a NumPy product 1.24-3.25x faster, the rest of the gap there being
+# OpenBLAS's idle thread, which spins on the other core for a while after each call
+# (bench/runs/2026-12-08/placement.txt).
+try:
+    _sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    _sched_getcpu.restype = ctypes.c_int
+    _sched_getcpu.argtypes = ()
+except (OSError, AttributeError):  # not glibc, or not Linux
+    _sched_getcpu = None
+
+
+def current_cpu() -> int | None:
+    """The CPU the calling thread runs on, or None where that cannot be asked."""
+    if _sched_getcpu is None:
+        return None
+    cpu = _sched_getcpu()
+    return cpu if cpu >= 0 else None
+
+
+def move_off(cpu: int | None) -> None:
+    """Move the calling thread to another CPU of its affinity set than `cpu` (when there is one),
+    then restore that set, so that only this start is placed, never the rest of the run."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        allowed = os.sched_getaffinity(0)
+        others = allowed - {cpu}
+        if others and cpu in allowed:
+            os.sched_setaffinity(0, others)  # migrates this thread before it returns
+            os.sched_setaffinity(0, allowed)
+    except OSError:  # a CPU set changed meanwhile, or a sandbox refuses: leave it to the scheduler
+        pass
 
 
 def train_alone(*args):
