@@ -184,6 +184,7 @@ class Sequential:
         self._lock = threading.RLock()
         self.device = "cpu"
         self._cuda = None  # the fastbp.cuda.CudaBackend while on "cuda"
+        self._chunk_hints = {}  # fit's steps per chunk, by the kind of run (train.py)
         self.reset_parameters(seed)
         if device != "cpu":
             self.to(device)

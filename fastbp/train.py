@@ -17,6 +17,7 @@ from fastbp import optim as optim_mod
 from fastbp._kernels.cache import will_compile
 from fastbp._kernels.cpu.train import first_call, train_steps
 from fastbp.callbacks import TrainingState, check_callbacks
+from fastbp.threads import get_num_threads
 
 CHUNK_SECONDS = 0.1
 # Shown (verbose >= 1) when the first chunk's compiled loop is neither in memory nor in Numba's cache:
@@ -244,6 +245,14 @@ def fit(
     with net._lock:
         # Two rows at least: the batch-1 loop converts samples of another dtype into two of them.
         ws = net._workspace_for(max(batch, 2)) if gpu is None else None
+        # The first chunk is one step, timed to size the next, unless an earlier epoch or fit of this
+        # network on the same kind of run has sized it already: every chunk costs a call from Python
+        # (at batch 1 on two workers a thread start too), and an epoch of 2048 samples at batch 1
+        # took 3-5 chunks to reach its size, every epoch. Fits of one epoch, best of 28, against
+        # probing every epoch: batch 1 0.95-1.10x, batch 16 0.97-1.00x
+        # (bench/runs/2026-12-08/chunk_hint.txt).
+        hint_key = (batch, type(opt), X.dtype.str, get_num_threads(), gpu is None)
+        chunk = net._chunk_hints.get(hint_key, 1)
         for cb in callbacks:
             cb.on_train_begin(state)
         try:
@@ -253,7 +262,7 @@ def fit(
                 perm = rng.permutation(n) if shuffle and n_batches > 1 else order
                 started = time.perf_counter()
                 progress.start_epoch(epoch, n)
-                done, chunk = 0, 1
+                done = 0
                 while done < n_batches:
                     count = min(chunk, n_batches - done)
                     lrs = (
@@ -312,6 +321,7 @@ def fit(
                     per_step = elapsed / max(ran, 1)
                     target = max(CHUNK_SECONDS, 50.0 * backup.seconds)
                     chunk = max(1, min(n_batches, int(target / max(per_step, 1e-7))))
+                    net._chunk_hints[hint_key] = chunk
                 if state.diverged:
                     progress.close()
                     break

@@ -450,3 +450,43 @@ def test_batch_one_loop_refuses_a_workspace_without_its_conversion_rows():
                     np.zeros(0, np.float32), np.arange(4), 1, 0, 4, np.full(4, 0.1), kind, slots, scalars,
                     hyper, 0, 0, 0.0, np.zeros(4), np.zeros(4, np.int64))  # fmt: skip
     np.testing.assert_array_equal(net.params, before)
+
+
+def test_later_epochs_and_fits_start_with_the_chunk_size_already_found(monkeypatch):
+    """fit's first chunk is one step, timed to size the rest; the next epoch, and the next fit of the
+    same network on the same kind of run, start at the size found. Another batch size (or
+    optimizer, data dtype, thread count) probes again."""
+    from fastbp import train
+
+    counts = []
+    real_steps = train.train_steps
+
+    def counted(*args):
+        counts.append(args[16])  # n_batches: the steps of this chunk
+        return real_steps(*args)
+
+    real_save = train._Backup.save
+
+    def save_untimed(backup):  # chunks sized by CHUNK_SECONDS alone, not by the backup's copy time
+        real_save(backup)
+        backup.seconds = 0.0
+
+    monkeypatch.setattr(train, "train_steps", counted)
+    monkeypatch.setattr(train._Backup, "save", save_untimed)
+    monkeypatch.setattr(train, "CHUNK_SECONDS", 60.0)
+    X, y = spirals(64)
+    net = small_net()
+    net.fit(X, y, epochs=2, batch_size=8, optimizer=fb.optim.SGD(lr=0.1), verbose=0)
+    assert counts == [1, 7, 8]  # probe, the rest of epoch 1; epoch 2 whole
+    counts.clear()
+    net.fit(X, y, epochs=1, batch_size=8, optimizer=fb.optim.SGD(lr=0.1), verbose=0)
+    assert counts == [8]
+    counts.clear()
+    net.fit(X, y, epochs=1, batch_size=16, optimizer=fb.optim.SGD(lr=0.1), verbose=0)
+    net.fit(X, y, epochs=1, batch_size=8, optimizer=fb.optim.Adam(lr=0.01), verbose=0)
+    assert counts == [1, 3, 1, 7]
+    counts.clear()
+    monkeypatch.setattr(train, "CHUNK_SECONDS", 1e-9)  # a slower run shrinks the size it hands on
+    net.fit(X, y, epochs=1, batch_size=8, optimizer=fb.optim.SGD(lr=0.1), verbose=0)
+    net.fit(X, y, epochs=1, batch_size=8, optimizer=fb.optim.SGD(lr=0.1), verbose=0)
+    assert counts == [8] + [1] * 8
