@@ -1,6 +1,7 @@
 """The fused batch-1 loop on two workers or one (fastbp/_kernels/cpu/online_pair.py), and the meetings
 its two workers run on."""
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from conftest import fit_and_replay
 
 import fastbp as fb
-from fastbp._kernels.cpu import online_pair, sync
+from fastbp._kernels.cpu import blas, online_pair, sync
 
 pytestmark = pytest.mark.skipif(numba.config.DISABLE_JIT, reason="the two workers run compiled code only")
 
@@ -369,3 +370,51 @@ def test_a_two_worker_run_moves_its_partner_off_the_callers_cpu(fused, monkeypat
     runs = fused.runs.count(2)
     assert runs >= 1 and len(moves) == runs
     assert all(cpu == 12345 and ident != threading.get_ident() for cpu, ident in moves)
+
+
+def test_validation_between_two_worker_epochs_runs_on_one_blas_thread(fused, monkeypatch):
+    """An OpenBLAS worker woken by the validation's products would spin on the core the next epoch's
+    partner needs: fit evaluates inside blas.one_thread when its epochs run on two workers, only then."""
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(fused.workers)
+        yield
+
+    monkeypatch.setattr(blas, "one_thread", recording)
+    X, y, _ = _data(30)
+    Xv, yv, _ = _data(10, seed=6)
+    for workers, batch in ((2, 1), (1, 1), (0, 1), (2, 4)):
+        fused.workers = workers
+        net = _net(fb.ReLU())
+        net.fit(X, y, epochs=3, batch_size=batch, optimizer=sgd(), verbose=0, validation_data=(Xv, yv))
+    assert entered == [2, 2, 2]
+
+
+@pytest.mark.skipif(blas._thread_count is None, reason="the kernels call another BLAS than NumPy's OpenBLAS")
+def test_one_blas_thread_holds_while_any_thread_is_inside_and_restores_the_count():
+    get, set_ = blas._thread_count
+    before = get()
+    set_(2)
+    try:
+        inside, leave = threading.Event(), threading.Event()
+
+        def other():
+            with blas.one_thread():
+                inside.set()
+                leave.wait(10)
+
+        helper = threading.Thread(target=other)
+        with blas.one_thread():
+            assert get() == 1
+            helper.start()
+            assert inside.wait(10)
+            with blas.one_thread():
+                assert get() == 1
+        assert get() == 1  # the other thread is still inside
+        leave.set()
+        helper.join()
+        assert get() == 2
+    finally:
+        set_(before)

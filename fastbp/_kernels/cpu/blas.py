@@ -20,10 +20,12 @@ and takes the unfused path where it is False.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
 import os
+import threading
 
 import llvmlite.binding as llvm
 import numba
@@ -100,11 +102,19 @@ def _fallback(dtype):
 _accumulates_flag = ctypes.c_int32(0)
 
 
+_thread_count = None  # (get, set) of NumPy's OpenBLAS thread count, where the kernels call it
+
+
 def _register() -> str:
     # FASTBP_BLAS=numba forces the np.dot path (for comparisons, or a BLAS that misbehaves).
+    global _thread_count
     found = None if os.environ.get("FASTBP_BLAS", "numpy") == "numba" else _numpy_openblas()
     if found is not None:
         lib, path = found
+        get, set_ = (getattr(lib, f"scipy_openblas_{verb}_num_threads64_", None) for verb in ("get", "set"))
+        if get is not None and set_ is not None:
+            get.restype, get.argtypes, set_.restype, set_.argtypes = ctypes.c_int, (), None, (ctypes.c_int,)
+            _thread_count = (get, set_)
         for kind, symbol in (("s", FLOAT32_SYMBOL), ("d", FLOAT64_SYMBOL)):
             address = ctypes.cast(getattr(lib, _NUMPY_SYMBOLS[kind]), ctypes.c_void_p).value
             llvm.add_symbol(symbol, address)
@@ -121,6 +131,36 @@ def _register() -> str:
 def backend() -> str:
     """Which library the kernels' GEMMs call."""
     return _backend
+
+
+_one_thread_lock = threading.Lock()
+_one_thread_users = 0
+_threads_before = 1
+
+
+@contextlib.contextmanager
+def one_thread():
+    """NumPy's OpenBLAS on one thread within, so that its calls wake none of its workers: a woken
+    worker spins for a while after the call (~0.1 s), on the core that batch 1's partner thread
+    (online_pair.py) then needs. OpenBLAS's count is process-wide: while any thread is inside, every
+    call in the process runs on one thread; the count is put back when the last one leaves."""
+    global _one_thread_users, _threads_before
+    if _thread_count is None:
+        yield
+        return
+    get, set_ = _thread_count
+    with _one_thread_lock:
+        if _one_thread_users == 0:
+            _threads_before = get()
+            set_(1)
+        _one_thread_users += 1
+    try:
+        yield
+    finally:
+        with _one_thread_lock:
+            _one_thread_users -= 1
+            if _one_thread_users == 0:
+                set_(_threads_before)
 
 
 _backend = "np.dot (NUMBA_DISABLE_JIT)" if numba.config.DISABLE_JIT else _register()
