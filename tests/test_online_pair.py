@@ -418,3 +418,33 @@ def test_one_blas_thread_holds_while_any_thread_is_inside_and_restores_the_count
         assert get() == 2
     finally:
         set_(before)
+
+
+def test_the_partner_prefers_another_core_to_an_smt_sibling(monkeypatch, tmp_path):
+    """Each worker's rows are sized to its own core's L2: an SMT sibling of the calling thread's CPU
+    is taken only where no other core is allowed."""
+    calls = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: calls.append(set(cpus)))
+    monkeypatch.setattr(online_pair, "core_of", lambda cpu: {0, 2})
+    online_pair.move_off(0)
+    assert calls == [{1, 3}, {0, 1, 2, 3}]
+    calls.clear()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2})
+    online_pair.move_off(0)
+    assert calls == [{2}, {0, 2}]
+
+
+def test_cpu_lists_read_as_linux_writes_them():
+    assert online_pair.cpu_list("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    assert online_pair.cpu_list("5") == {5}
+    with pytest.raises(ValueError):
+        online_pair.cpu_list("")
+
+
+def test_core_of_reads_linux_sibling_lists():
+    cpu = online_pair.current_cpu()
+    if cpu is None or not os.path.exists(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"):
+        pytest.skip("no CPU topology to read here")
+    assert cpu in online_pair.core_of(cpu)
+    assert online_pair.core_of(10**6) == {10**6}  # no such CPU: itself alone

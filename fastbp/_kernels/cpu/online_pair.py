@@ -209,14 +209,34 @@ def current_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
+def core_of(cpu: int) -> set[int]:
+    """The logical CPUs that share `cpu`'s core (its SMT siblings and itself), as Linux lists them;
+    {cpu} where that cannot be read."""
+    try:
+        with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as listing:
+            return cpu_list(listing.read()) | {cpu}
+    except (OSError, ValueError):
+        return {cpu}
+
+
+def cpu_list(text: str) -> set[int]:
+    """The CPUs of a Linux CPU list such as "0-3,8,10-11"."""
+    cpus = set()
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def move_off(cpu: int | None) -> None:
-    """Move the calling thread to another CPU of its affinity set than `cpu` (when there is one),
-    then restore that set, so that only this start is placed, never the rest of the run."""
+    """Move the calling thread to another core of its affinity set than `cpu`'s, or failing that to
+    another CPU (an SMT sibling shares the core's L2, which each worker's rows are sized to have to
+    themselves), then restore that set, so that only this start is placed, never the rest of the run."""
     if cpu is None or not hasattr(os, "sched_setaffinity"):
         return
     try:
         allowed = os.sched_getaffinity(0)
-        others = allowed - {cpu}
+        others = (allowed - core_of(cpu)) or (allowed - {cpu})
         if others and cpu in allowed:
             os.sched_setaffinity(0, others)  # migrates this thread before it returns
             os.sched_setaffinity(0, allowed)
