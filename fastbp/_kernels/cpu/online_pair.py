@@ -197,7 +197,7 @@ try:
     _sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
     _sched_getcpu.restype = ctypes.c_int
     _sched_getcpu.argtypes = ()
-except (OSError, AttributeError):  # not glibc, or not Linux
+except (OSError, AttributeError, TypeError):  # not glibc, not Linux (Windows: no CDLL(None))
     _sched_getcpu = None
 
 
