@@ -7,7 +7,10 @@ the parallel work is), which keeps clear of the OpenMP-after-BLAS contention mea
 shared/NUMBA_NOTES.md and keeps fork() safe. The one exception to "the BLAS does the parallel work"
 is batch 1, which calls no BLAS: with two threads or more its larger networks train on two workers,
 the calling thread and a plain Python thread that lives for one run of steps
-(fastbp/_kernels/cpu/online_pair.py), so fork() stays safe there too.
+(fastbp/_kernels/cpu/online_pair.py), so fork() stays safe there too. That partner needs the
+second core from its first sample, so a fit on two workers evaluates its validation data on one
+OpenBLAS thread (fastbp._kernels.cpu.blas.one_thread: a woken OpenBLAS worker spins on a core for
+a while after each call); set_num_threads called during that evaluation is undone when it ends.
 """
 
 from __future__ import annotations

@@ -431,7 +431,7 @@ def test_one_blas_thread_holds_while_any_thread_is_inside_and_restores_the_count
         set_(before)
 
 
-def test_the_partner_prefers_another_core_to_an_smt_sibling(monkeypatch, tmp_path):
+def test_the_partner_prefers_another_core_to_an_smt_sibling(monkeypatch):
     """Each worker's rows are sized to its own core's L2: an SMT sibling of the calling thread's CPU
     is taken only where no other core is allowed."""
     calls = []
@@ -453,9 +453,13 @@ def test_cpu_lists_read_as_linux_writes_them():
         online_pair.cpu_list("")
 
 
-def test_core_of_reads_linux_sibling_lists():
-    cpu = online_pair.current_cpu()
-    if cpu is None or not os.path.exists(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"):
-        pytest.skip("no CPU topology to read here")
-    assert cpu in online_pair.core_of(cpu)
-    assert online_pair.core_of(10**6) == {10**6}  # no such CPU: itself alone
+def test_core_of_reads_linux_sibling_lists(monkeypatch, tmp_path):
+    """A CPU's core from Linux's topology files; the CPU alone where its file is missing or garbled."""
+    for cpu, siblings in ((0, "0,64\n"), (64, "0,64\n"), (3, "2-3\n"), (5, "five\n")):
+        (tmp_path / f"cpu{cpu}" / "topology").mkdir(parents=True)
+        (tmp_path / f"cpu{cpu}" / "topology" / "thread_siblings_list").write_text(siblings)
+    monkeypatch.setattr(online_pair, "CPU_TOPOLOGY", str(tmp_path))
+    assert online_pair.core_of(0) == online_pair.core_of(64) == {0, 64}
+    assert online_pair.core_of(3) == {2, 3}
+    assert online_pair.core_of(5) == {5}  # garbled
+    assert online_pair.core_of(7) == {7}  # no such CPU

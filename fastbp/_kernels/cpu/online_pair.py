@@ -209,11 +209,14 @@ def current_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
+CPU_TOPOLOGY = "/sys/devices/system/cpu"  # where Linux describes each CPU
+
+
 def core_of(cpu: int) -> set[int]:
     """The logical CPUs that share `cpu`'s core (its SMT siblings and itself), as Linux lists them;
     {cpu} where that cannot be read."""
     try:
-        with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as listing:
+        with open(f"{CPU_TOPOLOGY}/cpu{cpu}/topology/thread_siblings_list") as listing:
             return cpu_list(listing.read()) | {cpu}
     except (OSError, ValueError):
         return {cpu}
